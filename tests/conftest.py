@@ -1,0 +1,23 @@
+"""Shared fixtures: a fake Curator on loopback and a connection to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+import trionodes
+from trionodes.testing import FakeCurator, open_fake_curator
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeCurator]:
+    # Small backlog events, so that even small clusters arrive over several events.
+    async with open_fake_curator(backlog_nodes_per_event=3) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def curator(fake: FakeCurator) -> AsyncIterator[trionodes.Curator]:
+    async with trionodes.open_curator(fake.host, fake.port) as curator:
+        yield curator

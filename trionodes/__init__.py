@@ -1,0 +1,57 @@
+"""Follow the nodes of a Monogon Metropolis cluster live, on Trio or asyncio.
+
+trionodes streams node state from a cluster's Curator (``Curator.Watch``) and turns
+it into calls on a :class:`Follower`, batches on a memory channel, or the states of
+one node::
+
+    async with trionodes.open_curator(host, port) as curator:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trionodes.watch_nodes, curator, follower)
+"""
+
+from ._engine import BatchKind, NodeBatch
+from ._errors import (
+    ConnectionLost,
+    CuratorError,
+    ProtocolError,
+    StatusCode,
+    TrionodesError,
+    WatchClosed,
+)
+from ._follower import Follower, SimpleFollower
+from ._proto.metropolis.node.core.curator.proto.api import Node, WatchEvent, WatchRequest
+from ._proto.metropolis.proto.common import NodeState
+from ._transport import Curator, open_curator
+from ._watch import (
+    NodeWatch,
+    NodeWatcher,
+    open_node_changes,
+    open_node_watch,
+    watch_node,
+    watch_nodes,
+)
+
+__all__ = [
+    "BatchKind",
+    "ConnectionLost",
+    "Curator",
+    "CuratorError",
+    "Follower",
+    "Node",
+    "NodeBatch",
+    "NodeState",
+    "NodeWatch",
+    "NodeWatcher",
+    "ProtocolError",
+    "SimpleFollower",
+    "StatusCode",
+    "TrionodesError",
+    "WatchClosed",
+    "WatchEvent",
+    "WatchRequest",
+    "open_curator",
+    "open_node_changes",
+    "open_node_watch",
+    "watch_node",
+    "watch_nodes",
+]

@@ -1,0 +1,413 @@
+"""The diff engine: pure state machines, fed with events, returning results.
+
+Nothing here does I/O or imports an async library (a test enforces it): the code that
+reads streams and runs followers wraps these classes.
+
+Three pieces:
+
+* :class:`Cluster` holds the cluster as one NodesInCluster stream reports it. It keeps
+  every node's serialized bytes beside the decoded node, so a node whose bytes did
+  not change is never decoded again, and a resync after a reconnect touches only what
+  changed. Applying an event costs time in proportion to the nodes in the event.
+* :class:`FollowerView` is one follower's filtered view. The cluster tells it which
+  node ids changed; it remembers them (pending changes to one node collapse into
+  one) until its follower is ready for a batch, then diffs only those ids.
+* :class:`NodeTracker` follows one node id for NodeInCluster streams.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import immutables
+
+from ._errors import ProtocolError
+from ._proto.metropolis.node.core.curator.proto.api import Node
+from ._wire import RawEvent
+
+NodeFilter = Callable[[Node], bool]
+"""Says whether a node belongs in a follower's view."""
+
+NodeEquals = Callable[[Node, Node], bool]
+"""Says whether two states of a node are the same for a follower."""
+
+
+def decode_node(data: bytes) -> Node:
+    """Decode one serialized node.
+
+    Raises:
+        ProtocolError: The bytes are not a valid ``Node``.
+    """
+    try:
+        return Node.parse(data)
+    except Exception as exc:  # the decoder raises assorted types on bad input
+        raise ProtocolError(f"undecodable node ({len(data)} bytes): {exc}") from exc
+
+
+def decode_nodes(pending: Iterable[bytes]) -> dict[bytes, Node]:
+    """Decode serialized nodes, keyed by their bytes (see :meth:`Cluster.to_decode`).
+
+    Raises:
+        ProtocolError: One of them is not a valid ``Node``.
+    """
+    return {data: decode_node(data) for data in pending}
+
+
+class BatchKind(enum.Enum):
+    """Why a batch was delivered."""
+
+    INITIAL = "initial"
+    """The follower's first batch: the whole cluster as it was when it synced."""
+    LIVE = "live"
+    """Changes streamed one event at a time."""
+    RESYNC = "resync"
+    """Changes found by comparing a fresh backlog, after a reconnect, with the view.
+
+    Nodes deleted while disconnected are reported with the last state the follower
+    saw: their final state is unknown.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDelta:
+    """What one applied event changed in a :class:`Cluster`.
+
+    Attributes:
+        changed: Ids of the nodes that appeared, changed or disappeared.
+        kind: ``INITIAL`` or ``RESYNC`` when a backlog was committed, else ``LIVE``.
+    """
+
+    changed: Collection[str]
+    kind: BatchKind
+
+
+class Cluster:
+    """The cluster's nodes as one NodesInCluster stream reports them.
+
+    A stream first sends a backlog, which is collected and committed as one change
+    when its last event arrives; after that each event is applied on its own. After a
+    reconnect, :meth:`restart` begins a new backlog; until it is complete the last
+    committed state stays in force.
+
+    Applying an event is split in two so that the caller can spread the decoding of
+    a large event over time: :meth:`to_decode` lists the serialized nodes the event
+    needs decoded (those whose bytes this cluster has not seen for that id), the
+    caller decodes them (for example with :func:`decode_nodes`, in chunks), then
+    :meth:`apply` commits the event in one step.
+    """
+
+    def __init__(self) -> None:
+        self._raw: dict[str, bytes] = {}
+        self._nodes: immutables.Map[str, Node] = immutables.Map()
+        self._synced_once = False
+        # While a backlog is being collected: every node id in it and its bytes, and
+        # the decoded nodes among them whose bytes differ from the committed state.
+        self._backlog: dict[str, bytes] | None = {}
+        self._backlog_changed: dict[str, Node] = {}
+
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        """The committed cluster: an immutable snapshot mapping node id to node."""
+        return self._nodes
+
+    @property
+    def synced(self) -> bool:
+        """Whether the current stream's backlog has been committed."""
+        return self._backlog is None
+
+    @property
+    def ever_synced(self) -> bool:
+        """Whether any backlog has been committed: :attr:`nodes` is meaningful."""
+        return self._synced_once
+
+    def restart(self) -> None:
+        """Begin collecting the backlog of a new stream."""
+        self._backlog = {}
+        self._backlog_changed = {}
+
+    def to_decode(self, event: RawEvent) -> list[bytes]:
+        """The serialized nodes of ``event`` that must be decoded before :meth:`apply`."""
+        raw = self._raw
+        return [data for node_id, data in event.nodes if raw.get(node_id) != data]
+
+    def apply(self, event: RawEvent, decoded: Mapping[bytes, Node]) -> ClusterDelta | None:
+        """Apply one event, whole.
+
+        Args:
+            event: The event, split at the wire level.
+            decoded: At least the nodes :meth:`to_decode` listed, keyed by their bytes.
+
+        Returns:
+            What changed, or None when nothing visible changed (a backlog event
+            before the last, or an event that repeats known states).
+        """
+        if self._backlog is not None:
+            return self._collect(event, decoded)
+        # A second LAST_BACKLOGGED on a live stream breaks the contract, but its
+        # nodes are still valid states: apply them like any other event.
+        final: dict[str, bytes | None] = dict(event.nodes)
+        for node_id in event.tombstones:
+            final[node_id] = None
+        raw = self._raw
+        changed: list[str] = []
+        with self._nodes.mutate() as nodes:
+            for node_id, data in final.items():
+                known = raw.get(node_id)
+                if data is None:
+                    if known is not None:
+                        del raw[node_id]
+                        del nodes[node_id]
+                        changed.append(node_id)
+                elif known != data:
+                    raw[node_id] = data
+                    nodes[node_id] = decoded[data]
+                    changed.append(node_id)
+            self._nodes = nodes.finish()
+        return ClusterDelta(changed, BatchKind.LIVE) if changed else None
+
+    def _collect(self, event: RawEvent, decoded: Mapping[bytes, Node]) -> ClusterDelta | None:
+        backlog = self._backlog
+        assert backlog is not None
+        raw = self._raw
+        backlog_changed = self._backlog_changed
+        for node_id, data in event.nodes:
+            known = raw.get(node_id)
+            if known == data:
+                # Keep the committed bytes object: the new copy would double memory.
+                backlog[node_id] = known
+                backlog_changed.pop(node_id, None)
+            else:
+                backlog[node_id] = data
+                backlog_changed[node_id] = decoded[data]
+        for node_id in event.tombstones:
+            backlog.pop(node_id, None)
+            backlog_changed.pop(node_id, None)
+        if not event.last_backlogged:
+            return None
+        return self._commit_backlog(backlog)
+
+    def _commit_backlog(self, backlog: dict[str, bytes]) -> ClusterDelta:
+        changed = list(self._backlog_changed)
+        vanished = [node_id for node_id in self._raw if node_id not in backlog]
+        with self._nodes.mutate() as nodes:
+            for node_id, node in self._backlog_changed.items():
+                nodes[node_id] = node
+            for node_id in vanished:
+                del nodes[node_id]
+            self._nodes = nodes.finish()
+        self._raw = backlog
+        self._backlog = None
+        self._backlog_changed = {}
+        kind = BatchKind.RESYNC if self._synced_once else BatchKind.INITIAL
+        self._synced_once = True
+        return ClusterDelta(changed + vanished, kind)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeBatch:
+    """One batch of changes to a follower's view, as :func:`open_node_changes` yields.
+
+    Attributes:
+        new: Nodes that entered the view, in node id order.
+        updated: ``(previous, current)`` pairs of nodes whose state changed for the
+            follower, in node id order.
+        deleted: The last known state of nodes that left the view (deleted, or
+            filtered out), in node id order.
+        view: The follower's view after this batch: an immutable mapping of node
+            id to node. It is a snapshot: later batches do not change it.
+        kind: Why the batch was delivered; the first batch is ``INITIAL`` and
+            holds the whole (filtered) cluster.
+    """
+
+    new: tuple[Node, ...]
+    updated: tuple[tuple[Node, Node], ...]
+    deleted: tuple[Node, ...]
+    view: Mapping[str, Node] = field(repr=False)
+    kind: BatchKind
+
+    @property
+    def initial(self) -> bool:
+        """Whether this is the follower's first batch (the whole initial view)."""
+        return self.kind is BatchKind.INITIAL
+
+    @property
+    def resync(self) -> bool:
+        """Whether the changes were found by a resync after a reconnect."""
+        return self.kind is BatchKind.RESYNC
+
+    def __bool__(self) -> bool:
+        """True when the batch holds at least one change."""
+        return bool(self.new or self.updated or self.deleted)
+
+    def upserts(self) -> Iterator[tuple[Node | None, Node]]:
+        """New and updated nodes together in node id order, as ``(previous, current)``.
+
+        ``previous`` is None for a new node. This is the order in which a follower's
+        ``new`` and ``updated`` callbacks are called.
+        """
+        added: Iterator[tuple[Node | None, Node]] = ((None, node) for node in self.new)
+        return heapq.merge(added, self.updated, key=_current_id)
+
+
+def _current_id(change: tuple[Node | None, Node]) -> str:
+    return str(change[1].id)
+
+
+def _admit_all(node: Node) -> bool:
+    return True
+
+
+def _message_equals(a: Node, b: Node) -> bool:
+    return a == b
+
+
+class FollowerView:
+    """One follower's view of the cluster and the changes it has yet to see.
+
+    The view is what the follower has been told: a node enters it through ``new``,
+    changes through ``updated`` and leaves it through ``deleted``. When ``equals``
+    holds between the view's copy and the cluster's, the view keeps its copy, so
+    ``updated`` always receives the state the follower last saw as ``previous``.
+
+    Args:
+        filter: Admits a node into the view; None admits every node.
+        equals: Says two states are the same for this follower; None compares the
+            whole message.
+    """
+
+    def __init__(self, filter: NodeFilter | None = None, equals: NodeEquals | None = None) -> None:
+        self._filter = filter or _admit_all
+        self._equals = equals or _message_equals
+        self._view: immutables.Map[str, Node] = immutables.Map()
+        self._pending: set[str] = set()
+        self._pending_kind: BatchKind | None = BatchKind.INITIAL
+
+    @property
+    def view(self) -> Mapping[str, Node]:
+        """The nodes this follower has been told about, by id (an immutable snapshot)."""
+        return self._view
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether :meth:`take_batch` may have something to deliver."""
+        return self._pending_kind is not None
+
+    def mark(self, delta: ClusterDelta) -> None:
+        """Remember the node ids a cluster change touched, for the next batch."""
+        self._pending.update(delta.changed)
+        # A pending INITIAL batch absorbs later changes; a LIVE one becomes a RESYNC
+        # when a resync touched it, since it may then hold deletions seen by absence.
+        pending = self._pending_kind
+        if pending is None or (pending is BatchKind.LIVE and delta.kind is BatchKind.RESYNC):
+            self._pending_kind = delta.kind
+
+    def mark_all(self, ids: Iterable[str]) -> None:
+        """Remember ``ids`` as changed; used when a follower joins a synced cluster."""
+        self._pending.update(ids)
+
+    def take_batch(self, nodes: Mapping[str, Node]) -> NodeBatch | None:
+        """Diff the pending ids against ``nodes`` and update the view.
+
+        Args:
+            nodes: The committed cluster (:attr:`Cluster.nodes`).
+
+        Returns:
+            The batch, or None when the pending changes change nothing for this
+            follower. The initial batch is returned even when empty.
+
+        If ``filter`` or ``equals`` raises, the exception propagates and neither the
+        view nor the pending changes are touched.
+        """
+        kind = self._pending_kind
+        if kind is None:
+            return None
+        admit = self._filter
+        equals = self._equals
+        new: list[Node] = []
+        updated: list[tuple[Node, Node]] = []
+        deleted: list[Node] = []
+        with self._view.mutate() as view:
+            for node_id in sorted(self._pending):
+                node = nodes.get(node_id)
+                previous = view.get(node_id)
+                if node is not None and admit(node):
+                    if previous is None:
+                        new.append(node)
+                        view[node_id] = node
+                    elif previous is not node and not equals(previous, node):
+                        updated.append((previous, node))
+                        view[node_id] = node
+                elif previous is not None:
+                    deleted.append(previous)
+                    del view[node_id]
+            result = view.finish()
+        self._view = result
+        self._pending.clear()
+        self._pending_kind = None
+        if kind is not BatchKind.INITIAL and not (new or updated or deleted):
+            return None
+        return NodeBatch(tuple(new), tuple(updated), tuple(deleted), result, kind)
+
+
+class NodeTracker:
+    """Follows one node id through the events of a NodeInCluster stream.
+
+    Events may carry other nodes; they are ignored. Within one event, nodes are
+    applied before tombstones, and the last state of the node wins.
+
+    Args:
+        node_id: The node to follow.
+    """
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self._raw: bytes | None = None
+        self._node: Node | None = None
+        self._deleted = False
+
+    @property
+    def node(self) -> Node | None:
+        """The node's latest state, or None before it was seen."""
+        return self._node
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the node has been deleted."""
+        return self._deleted
+
+    def _final(self, event: RawEvent) -> bytes | None:
+        if self.node_id in event.tombstones:
+            return None
+        final = None
+        for node_id, data in event.nodes:
+            if node_id == self.node_id:
+                final = data
+        return final
+
+    def to_decode(self, event: RawEvent) -> bytes | None:
+        """The serialized state of the node in ``event`` that needs decoding, if any."""
+        data = self._final(event)
+        return data if data is not None and data != self._raw and not self._deleted else None
+
+    def apply(self, event: RawEvent, decoded: Node | None) -> bool:
+        """Apply one event; return whether the node changed or was deleted.
+
+        Args:
+            event: The event, split at the wire level.
+            decoded: The decoded node :meth:`to_decode` asked for, else None.
+        """
+        if self._deleted:
+            return False
+        if self.node_id in event.tombstones:
+            self._deleted = True
+            return True
+        data = self._final(event)
+        if data is None or data == self._raw:
+            return False
+        assert decoded is not None, "to_decode() listed this state"
+        self._raw = data
+        self._node = decoded
+        return True

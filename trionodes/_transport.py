@@ -1,0 +1,415 @@
+"""gRPC transport: the only module that knows about asyncio, grpclib and trio-asyncio.
+
+grpclib is asyncio-only. Under Trio it runs on a trio-asyncio loop; under asyncio it
+runs natively. Everything else in trionodes is written against anyio and sees only:
+
+* :func:`open_curator` / :class:`Curator` and :meth:`Curator.open_stream`, which
+  yields a :class:`MessageStream` of raw serialized ``WatchEvent`` messages;
+* :func:`serve_watch`, a real gRPC server driven by a sans-I/O :class:`WatchHandler`
+  (the fake Curator of :mod:`trionodes.testing`).
+
+Crossing from the host library into asyncio happens in one place, :class:`_Bridge`.
+One asyncio coroutine owns each call from start to end (so a cancel waits until the
+call is torn down and RST_STREAM has gone out), and hands each message over with a
+plain synchronous call into a bounded queue: no host-library coroutine is ever awaited
+from the asyncio side, so no cancellation can be lost in the crossing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import ssl as _ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import grpclib.const
+import grpclib.exceptions
+import grpclib.server
+import sniffio
+from grpclib.client import Channel
+from grpclib.encoding.proto import ProtoCodec
+
+from ._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode, TrionodesError
+from ._proto.metropolis.node.core.curator.proto.api import WatchRequest
+
+WATCH_PATH = "/metropolis.node.core.curator.proto.api.Curator/Watch"
+
+_T = TypeVar("_T")
+
+# How many received messages may wait for the host side before the call stops reading
+# (and HTTP/2 flow control makes the server wait).
+_QUEUE_LIMIT = 16
+
+
+class _RawMessage:
+    """Marker message type: the codec hands its bytes over undecoded."""
+
+
+class _Codec(ProtoCodec):
+    """Protobuf codec that passes serialized messages through as ``bytes``.
+
+    Decoding is left to the caller (which skips nodes it has seen), and a server may
+    send pre-encoded or deliberately broken messages.
+    """
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        if isinstance(message, bytes):
+            return message
+        return super().encode(message, message_type)
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if message_type is _RawMessage:
+            return data
+        return super().decode(data, message_type)
+
+
+class _Bridge(Protocol):
+    """Runs asyncio coroutine functions from the host async library."""
+
+    async def run(self, fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """Run ``fn(*args)`` on the asyncio loop until it returns; cancellable."""
+        ...
+
+
+class _NativeBridge:
+    """The host library is asyncio itself."""
+
+    async def run(self, fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        return await fn(*args)
+
+
+class _TrioAsyncioBridge:
+    """The host library is Trio; asyncio runs on a trio-asyncio loop."""
+
+    async def run(self, fn: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        import trio_asyncio
+
+        result: _T = await trio_asyncio.aio_as_trio(fn)(*args)
+        return result
+
+
+@contextlib.asynccontextmanager
+async def _open_bridge() -> AsyncIterator[_Bridge]:
+    library = sniffio.current_async_library()
+    if library == "asyncio":
+        yield _NativeBridge()
+        return
+    if library != "trio":
+        raise RuntimeError(f"trionodes runs on Trio or asyncio, not {library}")
+    import trio_asyncio
+
+    if trio_asyncio.current_loop.get() is not None:
+        yield _TrioAsyncioBridge()
+        return
+    async with trio_asyncio.open_loop():
+        yield _TrioAsyncioBridge()
+
+
+def _map_error(exc: BaseException, where: str) -> TrionodesError:
+    """Translate a transport exception into ours (the original becomes the cause)."""
+    if isinstance(exc, grpclib.exceptions.GRPCError):
+        return CuratorError(StatusCode(exc.status.value), exc.message or "")
+    if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
+        return ConnectionLost(f"stream to {where} terminated: {exc}")
+    if isinstance(exc, grpclib.exceptions.ProtocolError):
+        return ProtocolError(f"HTTP/2 protocol error from {where}: {exc}")
+    if isinstance(exc, asyncio.TimeoutError):
+        return ConnectionLost(f"call to {where} timed out")
+    if isinstance(exc, OSError):
+        return ConnectionLost(f"connection to {where} failed: {exc}")
+    return ConnectionLost(f"call to {where} failed: {exc!r}")
+
+
+class MessageStream:
+    """Raw messages of one server-streaming call, received on the host side.
+
+    Written to from the asyncio side by the call's pump, read from the host side.
+    Both run on one thread, so plain synchronous calls suffice to cross.
+    """
+
+    def __init__(self) -> None:
+        self._messages: collections.deque[bytes] = collections.deque()
+        self._ready: anyio.Event | None = None
+        self._space: asyncio.Future[None] | None = None
+        self._ended = False
+        self._error: TrionodesError | None = None
+
+    async def receive(self) -> bytes:
+        """The next message.
+
+        Raises:
+            anyio.EndOfStream: The server ended the call with status OK.
+            TrionodesError: The call failed (mapped from the transport's error).
+        """
+        while not self._messages:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise anyio.EndOfStream
+            self._ready = anyio.Event()
+            await self._ready.wait()
+        message = self._messages.popleft()
+        space = self._space
+        if space is not None and len(self._messages) < _QUEUE_LIMIT:
+            self._space = None
+            if not space.done():
+                space.set_result(None)
+        return message
+
+    def __aiter__(self) -> MessageStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    # asyncio side
+
+    def _wake(self) -> None:
+        if self._ready is not None:
+            self._ready.set()
+            self._ready = None
+
+    async def _put(self, message: bytes) -> None:
+        self._messages.append(message)
+        self._wake()
+        if len(self._messages) >= _QUEUE_LIMIT:
+            self._space = asyncio.get_running_loop().create_future()
+            await self._space
+
+    def _end(self, error: TrionodesError | None) -> None:
+        self._ended = True
+        self._error = error
+        self._wake()
+
+
+async def _pump(channel: Channel, request: WatchRequest, stream: MessageStream, where: str) -> None:
+    """Own one Watch call on the asyncio side, feeding ``stream`` until it ends."""
+    try:
+        async with channel.request(
+            WATCH_PATH, grpclib.const.Cardinality.UNARY_STREAM, WatchRequest, _RawMessage
+        ) as call:
+            await call.send_message(request, end=True)
+            while (message := await call.recv_message()) is not None:
+                await stream._put(message)  # type: ignore[arg-type]  # raw by _Codec
+    except Exception as exc:
+        error = _map_error(exc, where)
+        error.__cause__ = exc
+        stream._end(error)
+    else:
+        stream._end(None)
+
+
+class Curator:
+    """A connection to a Curator; make one with :func:`open_curator`.
+
+    Attributes:
+        host: The Curator's host name or address.
+        port: The Curator's port.
+    """
+
+    def __init__(self, bridge: _Bridge, channel: Channel, host: str, port: int) -> None:
+        self._bridge = bridge
+        self._channel = channel
+        self.host = host
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"<Curator {self.host}:{self.port}>"
+
+    @contextlib.asynccontextmanager
+    async def open_stream(self, request: WatchRequest) -> AsyncIterator[MessageStream]:
+        """Start a Watch call; its raw messages arrive on the yielded stream.
+
+        Leaving the block cancels the call (the server sees it cancelled).
+        """
+        stream = MessageStream()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(
+                self._bridge.run, _pump, self._channel, request, stream, f"{self.host}:{self.port}"
+            )
+            try:
+                yield stream
+            finally:
+                tasks.cancel_scope.cancel()
+
+
+async def _make_channel(host: str, port: int, ssl: _ssl.SSLContext | None) -> Channel:
+    # Built inside the asyncio loop: Channel looks the loop up when constructed.
+    return Channel(host, port, ssl=ssl, codec=_Codec())
+
+
+async def _close_channel(channel: Channel) -> None:
+    channel.close()
+
+
+@contextlib.asynccontextmanager
+async def open_curator(
+    host: str, port: int, *, ssl: _ssl.SSLContext | None = None
+) -> AsyncIterator[Curator]:
+    """Connect to a Curator.
+
+    Works from Trio (through a trio-asyncio loop: the caller's if one is open, else
+    one opened here) and from asyncio, including inside anyio task groups on either
+    backend. The connection is made lazily by the first call and remade by the next
+    call after it breaks; it is closed when the block ends.
+
+    Args:
+        host: The Curator's host name or address.
+        port: The Curator's port.
+        ssl: A client TLS context; None for plain text.
+
+    Yields:
+        The connection, to pass to :func:`watch_nodes`, :func:`open_node_changes`
+        and :func:`watch_node`.
+    """
+    async with _open_bridge() as bridge:
+        channel = await bridge.run(_make_channel, host, port, ssl)
+        try:
+            yield Curator(bridge, channel, host, port)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await bridge.run(_close_channel, channel)
+
+
+# Server side: the fake Curator's transport.
+
+
+class WatchSession(Protocol):
+    """One Watch call being served; a sans-I/O source of messages."""
+
+    def take(self) -> list[bytes | CuratorError]:
+        """Messages ready to send now, in order.
+
+        A :class:`CuratorError` ends the call with its status. An empty list means
+        nothing is ready: the server waits for the waker.
+        """
+        ...
+
+    def set_waker(self, waker: Callable[[], None]) -> None:
+        """Register the function to call when :meth:`take` has something new."""
+        ...
+
+    def close(self, cancelled: bool) -> None:
+        """The call ended; ``cancelled`` is true when the client cancelled it."""
+        ...
+
+
+class WatchHandler(Protocol):
+    """Serves Watch calls."""
+
+    def open_session(self, request: WatchRequest) -> WatchSession:
+        """Start serving one call.
+
+        Raises:
+            CuratorError: The call is refused with this status.
+        """
+        ...
+
+
+class _WatchService:
+    """grpclib handler mapping for the Curator service, over a :class:`WatchHandler`."""
+
+    def __init__(self, handler: WatchHandler) -> None:
+        self._handler = handler
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            WATCH_PATH: grpclib.const.Handler(
+                self._watch, grpclib.const.Cardinality.UNARY_STREAM, WatchRequest, _RawMessage
+            )
+        }
+
+    async def _watch(self, call: grpclib.server.Stream[WatchRequest, bytes]) -> None:
+        request = await call.recv_message()
+        assert request is not None
+        try:
+            session = self._handler.open_session(request)
+        except CuratorError as exc:
+            raise _grpc_error(exc) from None
+        wake = asyncio.Event()
+        session.set_waker(wake.set)
+        cancelled = False
+        try:
+            while True:
+                wake.clear()
+                items = session.take()
+                for item in items:
+                    if isinstance(item, CuratorError):
+                        raise _grpc_error(item)
+                    await call.send_message(item)
+                if not items:
+                    await wake.wait()
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            session.close(cancelled)
+
+
+def _grpc_error(error: CuratorError) -> grpclib.exceptions.GRPCError:
+    return grpclib.exceptions.GRPCError(grpclib.const.Status(error.status.value), error.details)
+
+
+class WatchServer:
+    """A running gRPC server; see :func:`serve_watch`.
+
+    Attributes:
+        host: The address it listens on.
+        port: The port it listens on.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+
+async def _start_server(
+    handler: WatchHandler, sock: socket.socket, ssl: _ssl.SSLContext | None
+) -> grpclib.server.Server:
+    server = grpclib.server.Server([_WatchService(handler)], codec=_Codec())
+    await server.start(sock=sock, ssl=ssl)
+    return server
+
+
+async def _stop_server(server: grpclib.server.Server) -> None:
+    server.close()
+    await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serve_watch(
+    handler: WatchHandler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+) -> AsyncIterator[WatchServer]:
+    """Serve the Curator's Watch method with ``handler`` until the block ends.
+
+    Args:
+        handler: Decides what each call receives.
+        host: Address to listen on.
+        port: Port to listen on; 0 picks a free one.
+        ssl: A server TLS context; None for plain text.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    async with _open_bridge() as bridge:
+        server = await bridge.run(_start_server, handler, sock, ssl)
+        try:
+            yield WatchServer(host, sock.getsockname()[1])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await bridge.run(_stop_server, server)
