@@ -23,6 +23,7 @@ from ._proto.metropolis.node.core.curator.proto.api import Node, WatchEvent, Wat
 from ._proto.metropolis.proto.common import NodeState
 from ._transport import Curator, open_curator
 from ._watch import (
+    NodeChanges,
     NodeWatch,
     NodeWatcher,
     open_node_changes,
@@ -39,6 +40,7 @@ __all__ = [
     "Follower",
     "Node",
     "NodeBatch",
+    "NodeChanges",
     "NodeState",
     "NodeWatch",
     "NodeWatcher",

@@ -34,6 +34,7 @@ from grpclib.client import Channel
 from grpclib.encoding.proto import ProtoCodec
 
 from ._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode, TrionodesError
+from ._groups import sole_exception
 from ._proto.metropolis.node.core.curator.proto.api import WatchRequest
 
 WATCH_PATH = "/metropolis.node.core.curator.proto.api.Curator/Watch"
@@ -105,8 +106,10 @@ async def _open_bridge() -> AsyncIterator[_Bridge]:
     if trio_asyncio.current_loop.get() is not None:
         yield _TrioAsyncioBridge()
         return
-    async with trio_asyncio.open_loop():
-        yield _TrioAsyncioBridge()
+    # The loop's own nurseries wrap whatever the block raises.
+    with sole_exception():
+        async with trio_asyncio.open_loop():
+            yield _TrioAsyncioBridge()
 
 
 def _map_error(exc: BaseException, where: str) -> TrionodesError:

@@ -11,12 +11,13 @@ number of nodes, not the number of events.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import NoReturn
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
+from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._engine import (
@@ -31,6 +32,7 @@ from ._engine import (
 )
 from ._errors import ConnectionLost, ProtocolError, WatchClosed
 from ._follower import Follower, deliver
+from ._groups import sole_exception
 from ._proto.metropolis.node.core.curator.proto.api import (
     Node,
     WatchRequest,
@@ -42,29 +44,6 @@ from ._wire import RawEvent, split_watch_event
 
 # Nodes decoded between two checkpoints (about 20 ms of decoding).
 _DECODE_CHUNK = 200
-
-
-@contextlib.contextmanager
-def _sole_exception() -> Iterator[None]:
-    """Raise the one exception inside nested exception groups as itself.
-
-    Task groups wrap every exception in a group; our API promises the original.
-    """
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        if len(leaves) != 1:
-            raise
-        raise leaves[0] from leaves[0].__cause__
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
 
 
 async def _receive_event(stream: MessageStream) -> RawEvent:
@@ -117,6 +96,40 @@ class _Subscription:
     def __init__(self, view: FollowerView) -> None:
         self.view = view
         self.doorbell = _Doorbell()
+
+
+class NodeChanges(ObjectReceiveStream[NodeBatch]):
+    """The receiving end of one view's batches; see :func:`open_node_changes`.
+
+    An anyio object receive stream: ``await changes.receive()`` or
+    ``async for batch in changes``. Each batch is diffed when it is asked for.
+    """
+
+    def __init__(self, watch: NodeWatch, subscription: _Subscription) -> None:
+        self._watch = watch
+        self._subscription = subscription
+        self._closed = False
+
+    async def receive(self) -> NodeBatch:
+        """Wait for the next batch with at least one change (or the initial one).
+
+        Raises:
+            WatchClosed: The watch ended (its error, if any, is the cause).
+            anyio.ClosedResourceError: This stream was closed.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        while True:
+            batch = await self._watch._next_batch(self._subscription)
+            if batch is not None:
+                return batch
+
+    async def aclose(self) -> None:
+        """Stop receiving; the watch forgets this view."""
+        if not self._closed:
+            self._closed = True
+            self._watch._unsubscribe(self._subscription)
+        await anyio.lowlevel.checkpoint()
 
 
 class NodeWatch:
@@ -176,35 +189,14 @@ class NodeWatch:
     @contextlib.asynccontextmanager
     async def open_changes(
         self, filter: NodeFilter | None = None, equals: NodeEquals | None = None
-    ) -> AsyncIterator[MemoryObjectReceiveStream[NodeBatch]]:
+    ) -> AsyncIterator[NodeChanges]:
         """Receive this watch's changes as :class:`NodeBatch` objects.
 
-        See :func:`open_node_changes`. A batch is made when the receiver is ready
-        for it, so a slow receiver gets the latest state of each node, merged.
+        See :func:`open_node_changes`. A batch is made when the receiver asks for
+        it, so a slow receiver gets the latest state of each node, merged.
         """
-        subscription = self._subscribe(FollowerView(filter, equals))
-        send, receive = anyio.create_memory_object_stream[NodeBatch]()
-        try:
-            with _sole_exception():
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(self._feed, subscription, send)
-                    with receive:
-                        yield receive
-                    tasks.cancel_scope.cancel()
-        finally:
-            self._unsubscribe(subscription)
-
-    async def _feed(
-        self, subscription: _Subscription, send: MemoryObjectSendStream[NodeBatch]
-    ) -> None:
-        with send:
-            while True:
-                batch = await self._next_batch(subscription)
-                if batch is not None:
-                    try:
-                        await send.send(batch)
-                    except anyio.BrokenResourceError:
-                        return  # the receiver has left the block
+        async with NodeChanges(self, self._subscribe(FollowerView(filter, equals))) as changes:
+            yield changes
 
     def _subscribe(self, view: FollowerView) -> _Subscription:
         if self._closed:
@@ -286,7 +278,7 @@ async def open_node_watch(curator: Curator) -> AsyncIterator[NodeWatch]:
     watch = NodeWatch(curator)
     error: BaseException | None = None
     try:
-        with _sole_exception():
+        with sole_exception():
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch._run)
                 yield watch
@@ -329,7 +321,7 @@ async def open_node_changes(
     curator: Curator,
     filter: NodeFilter | None = None,
     equals: NodeEquals | None = None,
-) -> AsyncIterator[MemoryObjectReceiveStream[NodeBatch]]:
+) -> AsyncIterator[NodeChanges]:
     """Follow every node of the cluster as a stream of :class:`NodeBatch` objects.
 
     Example::
@@ -350,7 +342,7 @@ async def open_node_changes(
         equals: Says two states of a node are the same; None compares whole messages.
 
     Yields:
-        The receiving end of a memory channel of batches.
+        The receiving end of the batches, an anyio object receive stream.
     """
     async with open_node_watch(curator) as watch, watch.open_changes(filter, equals) as changes:
         yield changes
@@ -437,8 +429,11 @@ async def watch_node(curator: Curator, node_id: str) -> AsyncIterator[NodeWatche
         The watcher, an async iterator of the node's states.
     """
     watcher = NodeWatcher(curator, node_id)
-    with _sole_exception():
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(watcher._run)
-            yield watcher
-            tasks.cancel_scope.cancel()
+    try:
+        with sole_exception():
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watcher._run)
+                yield watcher
+                tasks.cancel_scope.cancel()
+    finally:
+        watcher._doorbell.release()

@@ -1,0 +1,31 @@
+"""Unwrapping the exception groups that task groups add."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def sole_exception() -> Iterator[None]:
+    """Raise the one exception inside nested exception groups as itself.
+
+    Task groups (ours, and the nurseries inside trio-asyncio) wrap every exception in
+    a group; trionodes promises callers the original exception. A group holding
+    several exceptions is left as it is.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) != 1:
+            raise
+        raise leaves[0] from leaves[0].__cause__
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
