@@ -1,0 +1,1 @@
+"""Benchmarks of trionodes, each reported against a baseline measured in the same run."""
