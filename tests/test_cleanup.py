@@ -48,7 +48,9 @@ async def test_no_task_left_after_a_watch_ends(fake: FakeCurator) -> None:
         def walk(task: trio.lowlevel.Task) -> int:
             return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
 
-        return walk(trio.lowlevel.current_root_task())
+        root = trio.lowlevel.current_root_task()
+        assert root is not None
+        return walk(root)
 
     before = task_count()
     async with trionodes.open_curator(fake.host, fake.port) as curator:

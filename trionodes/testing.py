@@ -17,16 +17,22 @@ asyncio::
         fake.put(make_node(1), make_node(2))
         async with trionodes.open_curator(fake.host, fake.port) as curator:
             ...
+
+For mutual TLS, pass ``ssl=server_ssl_context(cert, key, client_ca=ca)`` and connect
+with ``trionodes.client_ssl_context``; set :attr:`FakeCurator.authorize` to refuse
+calls with ``PERMISSION_DENIED`` or ``UNAUTHENTICATED`` as a Curator does.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime
 import random
 import ssl as _ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any, TypeAlias
 
 import anyio
 
@@ -34,10 +40,24 @@ from ._errors import CuratorError, StatusCode
 from ._proto.metropolis.node.core.curator.proto.api import Node, WatchRequest
 from ._proto.metropolis.proto import common
 from ._proto.version import spec
+from ._tls import server_ssl_context
 from ._transport import serve_watch
 from ._wire import encode_watch_event
 
-__all__ = ["FakeCurator", "make_node", "open_fake_curator", "run_churn"]
+__all__ = [
+    "AuthorizePolicy",
+    "FakeCurator",
+    "make_node",
+    "open_fake_curator",
+    "run_churn",
+    "server_ssl_context",
+]
+
+AuthorizePolicy: TypeAlias = Callable[[Mapping[str, Any] | None], CuratorError | None]
+"""Decides whether the fake serves a call: given the client's verified certificate
+(as :meth:`ssl.SSLSocket.getpeercert` gives it; None over plain text or when the client
+presented none), returns None to serve it or the :class:`CuratorError` to refuse it
+with."""
 
 # A real Curator keeps each backlog message near or under 2 MiB.
 _DEFAULT_MESSAGE_BYTES = 2 * 1024 * 1024
@@ -148,6 +168,19 @@ class FakeCurator:
         port: The port it listens on.
         streams_opened: How many Watch calls have been accepted.
         streams_cancelled: How many of them the client cancelled.
+        streams_refused: How many Watch calls ``authorize`` refused.
+        authorize: None serves every call (the default). Else an
+            :data:`AuthorizePolicy`, asked before each new call, like a Curator's
+            authorization check; calls already open are not affected. For example,
+            to answer like a Curator asked by a client without the permission::
+
+                fake.authorize = lambda cert: CuratorError(
+                    StatusCode.PERMISSION_DENIED, "not an owner"
+                )
+
+            With mutual TLS, the TLS handshake itself already refuses clients
+            without a valid certificate from the client CA (see
+            :func:`server_ssl_context`); the policy sees only the others.
     """
 
     def __init__(
@@ -162,6 +195,8 @@ class FakeCurator:
         self.port = 0
         self.streams_opened = 0
         self.streams_cancelled = 0
+        self.streams_refused = 0
+        self.authorize: AuthorizePolicy | None = None
         self._backlog_nodes_per_event = backlog_nodes_per_event
         self._max_message_bytes = max_message_bytes
         self._random = random.Random(shuffle_seed)
@@ -225,8 +260,19 @@ class FakeCurator:
 
     # Serving.
 
-    def open_session(self, request: WatchRequest) -> _Session:
-        """Start serving one Watch call (called by the server)."""
+    def open_session(
+        self, request: WatchRequest, *, peer_cert: Mapping[str, Any] | None = None
+    ) -> _Session:
+        """Start serving one Watch call (called by the server).
+
+        Raises:
+            CuratorError: ``authorize`` refused the call, or the request is invalid.
+        """
+        if self.authorize is not None:
+            refusal = self.authorize(peer_cert)
+            if refusal is not None:
+                self.streams_refused += 1
+                raise refusal
         if request.nodes_in_cluster is not None:
             session = _Session(self, None)
             for message in self._backlog():
@@ -291,7 +337,8 @@ async def open_fake_curator(
     Args:
         host: Address to listen on (keep it on loopback).
         port: Port to listen on; 0 picks a free one.
-        ssl: A server TLS context; None serves plain text.
+        ssl: A server TLS context; None serves plain text. For mutual TLS like a
+            Curator's, ``server_ssl_context(cert, key, client_ca=ca)``.
         backlog_nodes_per_event: At most this many nodes per backlog event (to get a
             backlog split over many events with a small cluster).
         max_message_bytes: Keep backlog events near or under this size.
@@ -329,8 +376,9 @@ async def run_churn(
 ) -> None:
     """Keep changing the fake's cluster until cancelled, like a live cluster.
 
-    Nodes join, change state or address, gain labels and leave, so that the cluster
-    stays around ``target_nodes`` nodes.
+    Nodes join (as ``NEW``), come up, change address and leave, so that the
+    cluster wanders around ``target_nodes`` nodes. A changed node keeps its roles
+    and labels.
 
     Args:
         fake: The fake Curator to change.
@@ -344,17 +392,17 @@ async def run_churn(
         await anyio.sleep(1 / changes_per_second)
         size = len(fake.nodes)
         roll = rng.random()
-        if (size < target_nodes and roll < 0.5) or size == 0:
+        # One change in five is a join or a leave, more likely towards the target.
+        if size == 0 or (roll < 0.2 and rng.random() < target_nodes / (size + target_nodes)):
             fake.put(make_node(next_index, state=common.NodeState.NEW))
             next_index += 1
-        elif size > target_nodes and roll < 0.5:
+        elif roll < 0.2:
             fake.delete(rng.choice(sorted(fake.nodes)))
         else:
-            node_id = rng.choice(sorted(fake.nodes))
-            index = int(node_id.rsplit("-", 1)[1], 16)
-            node = fake.nodes[node_id]
+            node = fake.nodes[rng.choice(sorted(fake.nodes))]
             if node.state is not common.NodeState.UP:
-                fake.put(make_node(index, state=common.NodeState.UP))
-            else:
+                fake.put(dataclasses.replace(node, state=common.NodeState.UP))
+            elif node.status is not None:
                 address = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-                fake.put(make_node(index, address=address))
+                status = dataclasses.replace(node.status, external_address=address)
+                fake.put(dataclasses.replace(node, status=status))
