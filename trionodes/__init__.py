@@ -15,12 +15,14 @@ from ._errors import (
     CuratorError,
     ProtocolError,
     StatusCode,
+    TLSError,
     TrionodesError,
     WatchClosed,
 )
 from ._follower import Follower, SimpleFollower
 from ._proto.metropolis.node.core.curator.proto.api import Node, WatchEvent, WatchRequest
 from ._proto.metropolis.proto.common import NodeState
+from ._tls import client_ssl_context
 from ._transport import Curator, open_curator
 from ._watch import (
     NodeChanges,
@@ -47,10 +49,12 @@ __all__ = [
     "ProtocolError",
     "SimpleFollower",
     "StatusCode",
+    "TLSError",
     "TrionodesError",
     "WatchClosed",
     "WatchEvent",
     "WatchRequest",
+    "client_ssl_context",
     "open_curator",
     "open_node_changes",
     "open_node_watch",

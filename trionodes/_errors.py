@@ -68,3 +68,20 @@ class ProtocolError(TrionodesError):
 
 class WatchClosed(TrionodesError):
     """A follower was attached to, or was still following, a watch that has closed."""
+
+
+class TLSError(TrionodesError):
+    """TLS with the Curator failed in a way that trying again will not fix.
+
+    For example: the Curator's certificate could not be verified (wrong CA, wrong
+    host name, expired), the Curator rejected the client certificate with a TLS alert
+    (missing, expired, not issued by the cluster CA), or the Curator does not speak
+    TLS on that port. Fix the configuration (see :func:`client_ssl_context`).
+
+    Deliberately not a :class:`ConnectionLost`: code that reconnects on
+    :class:`ConnectionLost` must not retry these forever. When the connection merely
+    drops during or right after the TLS handshake, without telling why (an asyncio
+    server, for one, sends no alert), that is a :class:`ConnectionLost` whose message
+    names TLS and the likely cause. The underlying ``ssl.SSLError`` is the
+    ``__cause__``.
+    """

@@ -22,7 +22,7 @@ import collections
 import contextlib
 import socket
 import ssl as _ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -31,9 +31,18 @@ import grpclib.exceptions
 import grpclib.server
 import sniffio
 from grpclib.client import Channel
+from grpclib.config import Configuration
 from grpclib.encoding.proto import ProtoCodec
+from grpclib.protocol import H2Protocol
 
-from ._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode, TrionodesError
+from ._errors import (
+    ConnectionLost,
+    CuratorError,
+    ProtocolError,
+    StatusCode,
+    TLSError,
+    TrionodesError,
+)
 from ._groups import sole_exception
 from ._proto.metropolis.node.core.curator.proto.api import WatchRequest
 
@@ -112,16 +121,166 @@ async def _open_bridge() -> AsyncIterator[_Bridge]:
             yield _TrioAsyncioBridge()
 
 
-def _map_error(exc: BaseException, where: str) -> TrionodesError:
-    """Translate a transport exception into ours (the original becomes the cause)."""
+class _TracedProtocol(H2Protocol):
+    """grpclib's HTTP/2 protocol, remembering how its connection went.
+
+    grpclib drops the exception a connection was lost with (its streams only see
+    "Connection lost"), and with it the TLS alert by which a server rejects a client
+    certificate under TLS 1.3, where the client's side of the handshake completes
+    before the server has checked the certificate. Kept to explain failures.
+    """
+
+    # The transport is up (with TLS: the handshake is done on the client's side).
+    established = False
+    # The server sent some HTTP/2 data (decrypted application data, with TLS).
+    received = False
+    lost_with: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.established = True
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost_with = exc
+        super().connection_lost(exc)
+
+
+class _Channel(Channel):
+    """A grpclib Channel that keeps its latest connection's :class:`_TracedProtocol`."""
+
+    tls = False
+    last_connection: _TracedProtocol | None = None
+
+    def _protocol_factory(self) -> H2Protocol:
+        # Called once per connection attempt, after the TCP connection is made.
+        base = super()._protocol_factory()
+        protocol = _TracedProtocol(base.handler, base.config, base.h2_config)
+        self.last_connection = protocol
+        return protocol
+
+
+# OpenSSL reasons for a TLS client that got something other than TLS back.
+_NOT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNKNOWN_PROTOCOL",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LAYER_FAILURE",
+        "HTTP_REQUEST",
+    }
+)
+# X509 verify codes.
+_HOSTNAME_MISMATCH = frozenset({62, 64})  # host name, IP address
+_OUT_OF_VALIDITY = frozenset({9, 10})  # not yet valid, expired
+_REJECTED_CERT = "the Curator rejected the client certificate"
+_LIKELY_CERT_REJECTION = (
+    "the Curator may have rejected the client certificate "
+    "(missing, expired or not issued by the cluster CA)"
+)
+
+
+def _map_tls_error(exc: _ssl.SSLError, where: str) -> TrionodesError:
+    """Translate an ``ssl.SSLError`` from a connection to ``where``."""
+    failed = f"TLS handshake with {where} failed"
+    if isinstance(exc, _ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        if exc.verify_code in _HOSTNAME_MISMATCH:
+            hint = (
+                "connect by a name the certificate holds, or pass server_hostname= to "
+                "open_curator, or check_hostname=False to client_ssl_context"
+            )
+        elif exc.verify_code in _OUT_OF_VALIDITY:
+            hint = "check the clocks, or renew the Curator's certificate"
+        else:
+            hint = "is `ca` the cluster CA?"
+        return TLSError(
+            f"{failed}: the Curator's certificate could not be verified: {detail} ({hint})"
+        )
+    reason = exc.reason or ""
+    if isinstance(exc, _ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
+        return ConnectionLost(
+            f"connection to {where} was closed during the TLS handshake: "
+            f"{_LIKELY_CERT_REJECTION}, or may not serve TLS"
+        )
+    if reason in _NOT_TLS_REASONS:
+        return TLSError(f"{failed}: the Curator does not seem to serve TLS there ({reason})")
+    if "ALERT" in reason:
+        if reason.endswith("CERTIFICATE_REQUIRED"):
+            return TLSError(f"{failed}: {_REJECTED_CERT}: none was presented ({reason})")
+        if reason.endswith("CERTIFICATE_EXPIRED"):
+            return TLSError(f"{failed}: {_REJECTED_CERT}: it has expired ({reason})")
+        if reason.endswith("UNKNOWN_CA"):
+            return TLSError(
+                f"{failed}: {_REJECTED_CERT}: it was not issued by the cluster CA ({reason})"
+            )
+        if "CERTIFICATE" in reason or reason.endswith("ACCESS_DENIED"):
+            return TLSError(f"{failed}: {_REJECTED_CERT} ({reason})")
+        if reason.endswith("HANDSHAKE_FAILURE"):
+            return TLSError(
+                f"{failed}: the Curator refused the handshake, perhaps for want of a "
+                f"client certificate ({reason})"
+            )
+        return TLSError(f"{failed}: the Curator sent a TLS alert ({reason})")
+    return TLSError(f"TLS with {where} failed: {exc}")
+
+
+def _explain_lost(channel: _Channel, where: str) -> TrionodesError | None:
+    """Say why the latest connection of ``channel`` was lost, if something is known."""
+    connection = channel.last_connection
+    if connection is None or connection.received:
+        return None
+    if isinstance(connection.lost_with, _ssl.SSLError):
+        return _map_tls_error(connection.lost_with, where)
+    if channel.tls and connection.established:
+        return ConnectionLost(
+            f"connection to {where} was closed right after the TLS handshake, before "
+            f"the Curator sent anything: {_LIKELY_CERT_REJECTION}"
+        )
+    if not channel.tls:
+        return ConnectionLost(
+            f"connection to {where} was closed before the Curator sent anything: if it "
+            f"serves TLS, pass ssl=trionodes.client_ssl_context(...) to open_curator"
+        )
+    return None
+
+
+def _map_error(exc: BaseException, where: str, channel: Channel | None = None) -> TrionodesError:
+    """Translate a transport exception into ours (the original becomes the cause).
+
+    TLS failures that retrying cannot fix become :class:`TLSError`; connections that
+    merely close during or right after the TLS handshake become
+    :class:`ConnectionLost` naming TLS and the likely cause.
+    """
+    tls = isinstance(channel, _Channel) and channel.tls
     if isinstance(exc, grpclib.exceptions.GRPCError):
         return CuratorError(StatusCode(exc.status.value), exc.message or "")
     if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
+        if isinstance(channel, _Channel):
+            explained = _explain_lost(channel, where)
+            if explained is not None:
+                connection = channel.last_connection
+                if connection is not None and exc.__cause__ is None:
+                    # Keep the real reason (grpclib drops it) in the chain.
+                    exc.__cause__ = connection.lost_with
+                return explained
         return ConnectionLost(f"stream to {where} terminated: {exc}")
     if isinstance(exc, grpclib.exceptions.ProtocolError):
         return ProtocolError(f"HTTP/2 protocol error from {where}: {exc}")
+    if isinstance(exc, _ssl.SSLError):
+        return _map_tls_error(exc, where)
     if isinstance(exc, asyncio.TimeoutError):
         return ConnectionLost(f"call to {where} timed out")
+    if tls and isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError):
+        # Raised by connecting, after the TCP connection was made: asyncio reports a
+        # connection closed mid-handshake so (an asyncio server sends no TLS alert).
+        return ConnectionLost(
+            f"connection to {where} was closed during the TLS handshake: "
+            f"{_LIKELY_CERT_REJECTION}, or may not serve TLS"
+        )
     if isinstance(exc, OSError):
         return ConnectionLost(f"connection to {where} failed: {exc}")
     return ConnectionLost(f"call to {where} failed: {exc!r}")
@@ -202,7 +361,7 @@ async def _pump(channel: Channel, request: WatchRequest, stream: MessageStream, 
             while (message := await call.recv_message()) is not None:
                 await stream._put(message)  # type: ignore[arg-type]  # raw by _Codec
     except Exception as exc:
-        error = _map_error(exc, where)
+        error = _map_error(exc, where, channel)
         error.__cause__ = exc
         stream._end(error)
     else:
@@ -243,9 +402,14 @@ class Curator:
                 tasks.cancel_scope.cancel()
 
 
-async def _make_channel(host: str, port: int, ssl: _ssl.SSLContext | None) -> Channel:
+async def _make_channel(
+    host: str, port: int, ssl: _ssl.SSLContext | None, server_hostname: str | None
+) -> Channel:
     # Built inside the asyncio loop: Channel looks the loop up when constructed.
-    return Channel(host, port, ssl=ssl, codec=_Codec())
+    config = Configuration(ssl_target_name_override=server_hostname)
+    channel = _Channel(host, port, ssl=ssl, codec=_Codec(), config=config)
+    channel.tls = ssl is not None
+    return channel
 
 
 async def _close_channel(channel: Channel) -> None:
@@ -254,7 +418,11 @@ async def _close_channel(channel: Channel) -> None:
 
 @contextlib.asynccontextmanager
 async def open_curator(
-    host: str, port: int, *, ssl: _ssl.SSLContext | None = None
+    host: str,
+    port: int,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> AsyncIterator[Curator]:
     """Connect to a Curator.
 
@@ -266,14 +434,28 @@ async def open_curator(
     Args:
         host: The Curator's host name or address.
         port: The Curator's port.
-        ssl: A client TLS context; None for plain text.
+        ssl: A client TLS context, for example from :func:`client_ssl_context`; None
+            for plain text.
+        server_hostname: With ``ssl``, the name the Curator's certificate must hold
+            (and the TLS SNI name), when it differs from ``host``; for example when
+            connecting by IP address to a Curator whose certificate names a host.
 
     Yields:
         The connection, to pass to :func:`watch_nodes`, :func:`open_node_changes`
         and :func:`watch_node`.
+
+    Raises:
+        ValueError: ``server_hostname`` without ``ssl``.
+
+    TLS failures surface from the calls: :class:`TLSError` when retrying cannot help
+    (certificate not verifiable, client certificate rejected with a TLS alert, no
+    TLS spoken), :class:`ConnectionLost` naming TLS when the connection just closed
+    during or right after the handshake.
     """
+    if server_hostname is not None and ssl is None:
+        raise ValueError("server_hostname needs ssl")
     async with _open_bridge() as bridge:
-        channel = await bridge.run(_make_channel, host, port, ssl)
+        channel = await bridge.run(_make_channel, host, port, ssl, server_hostname)
         try:
             yield Curator(bridge, channel, host, port)
         finally:
@@ -307,8 +489,16 @@ class WatchSession(Protocol):
 class WatchHandler(Protocol):
     """Serves Watch calls."""
 
-    def open_session(self, request: WatchRequest) -> WatchSession:
+    def open_session(
+        self, request: WatchRequest, *, peer_cert: Mapping[str, Any] | None = None
+    ) -> WatchSession:
         """Start serving one call.
+
+        Args:
+            request: The call's request.
+            peer_cert: The client's verified TLS certificate, as
+                :meth:`ssl.SSLSocket.getpeercert` gives it; None over plain text, or
+                when the client presented none.
 
         Raises:
             CuratorError: The call is refused with this status.
@@ -333,7 +523,7 @@ class _WatchService:
         request = await call.recv_message()
         assert request is not None
         try:
-            session = self._handler.open_session(request)
+            session = self._handler.open_session(request, peer_cert=call.peer.cert() or None)
         except CuratorError as exc:
             raise _grpc_error(exc) from None
         wake = asyncio.Event()
