@@ -61,3 +61,17 @@ async def test_no_task_left_after_a_watch_ends(fake: FakeCurator) -> None:
             await watcher.__anext__()
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == before
+
+
+async def test_reuses_the_callers_trio_asyncio_loop(fake: FakeCurator) -> None:
+    import trio_asyncio
+
+    fake.put(make_node(1))
+    async with (
+        trio_asyncio.open_loop() as loop,
+        trionodes.open_curator(fake.host, fake.port) as curator,
+    ):
+        assert curator._channel._loop is loop
+        async with trionodes.open_node_changes(curator) as changes:
+            batch = await changes.receive()
+        assert [node.id for node in batch.new] == [make_node(1).id]
