@@ -1,53 +1,42 @@
 """Connect over mutual TLS (checked here against a fake Curator with trustme certificates)."""
 
-# --8<-- [start:context]
-import ssl
+import tempfile
+from pathlib import Path
+
+import trio
+import trustme
+
+import trionodes
+from trionodes.testing import make_node, open_fake_curator, server_ssl_context
 
 
-def curator_tls(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
-    """A client context for a Curator: trust the cluster CA, present our certificate."""
-    context = ssl.create_default_context(cafile=ca_file)
-    context.load_cert_chain(cert_file, key_file)
-    context.set_alpn_protocols(["h2"])  # gRPC runs over HTTP/2
-    return context
-
-
-# --8<-- [end:context]
-
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import trio  # noqa: E402
-import trustme  # noqa: E402
-
-import trionodes  # noqa: E402
-from trionodes.testing import make_node, open_fake_curator  # noqa: E402
+async def follow_over_tls(port: int, ca_file: Path, cert_file: Path, key_file: Path) -> None:
+    # --8<-- [start:context]
+    context = trionodes.client_ssl_context(ca=ca_file, cert=cert_file, key=key_file)
+    async with (
+        trionodes.open_curator("localhost", port, ssl=context) as curator,
+        trionodes.open_node_changes(curator) as changes,
+    ):
+        batch = await changes.receive()
+        print("over TLS:", [node.id for node in batch.new])
+    # --8<-- [end:context]
 
 
 async def main() -> None:
     ca = trustme.CA()
-    server = ca.issue_cert("localhost")
-    client = ca.issue_cert("client@example")
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.configure_cert(server_context)
-    ca.configure_trust(server_context)
-    server_context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS
-    server_context.set_alpn_protocols(["h2"])
-
     with tempfile.TemporaryDirectory() as tmp:
-        ca_file, cert_file = Path(tmp, "ca.pem"), Path(tmp, "client.pem")
-        ca.cert_pem.write_to_path(str(ca_file))
-        client.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-        context = curator_tls(str(ca_file), str(cert_file), str(cert_file))
-
-    async with open_fake_curator(ssl=server_context) as fake:
-        fake.put(make_node(1))
-        async with (
-            trionodes.open_curator("localhost", fake.port, ssl=context) as curator,
-            trionodes.open_node_changes(curator) as changes,
-        ):
-            batch = await changes.receive()
-            print("over TLS:", [node.id for node in batch.new])
+        files = {name: Path(tmp, f"{name}.pem") for name in ("ca", "server", "client")}
+        ca.cert_pem.write_to_path(str(files["ca"]))
+        ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(
+            str(files["server"])
+        )
+        client = ca.issue_cert("client@example")
+        client.private_key_and_cert_chain_pem.write_to_path(str(files["client"]))
+        # The Curator side: its certificate, and client certificates required.
+        server = server_ssl_context(files["server"], files["server"], client_ca=files["ca"])
+        async with open_fake_curator(ssl=server) as fake:
+            fake.put(make_node(1))
+            await follow_over_tls(fake.port, files["ca"], files["client"], files["client"])
 
 
 trio.run(main)
