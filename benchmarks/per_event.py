@@ -32,7 +32,8 @@ def _cluster_nodes(size: int) -> list[Node]:
 
 def _updates(count: int, size: int) -> list[bytes]:
     """Serialized one-node events, each changing one node's state."""
-    states = [make_node(0, address=f"10.200.0.{n % 250}") for n in range(count)]
+    # Every event is a real change: a new address each time.
+    states = [make_node(0, address=f"10.200.{n // 250 % 256}.{n % 250}") for n in range(count)]
     return [
         encode_watch_event([bytes(dataclasses.replace(node, id=_node_id((n * 7919) % size)))])
         for n, node in enumerate(states)
