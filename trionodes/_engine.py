@@ -143,7 +143,15 @@ class Cluster:
         Returns:
             What changed, or None when nothing visible changed (a backlog event
             before the last, or an event that repeats known states).
+
+        Raises:
+            ValueError: ``decoded`` lacks a node :meth:`to_decode` listed; the
+                cluster is left as it was.
         """
+        # Check before changing anything: a missing node found halfway through would
+        # leave the bytes cache ahead of the nodes, and later events would skip them.
+        if any(data not in decoded for data in self.to_decode(event)):
+            raise ValueError("apply() needs every node that to_decode() listed, decoded")
         if self._backlog is not None:
             return self._collect(event, decoded)
         # A second LAST_BACKLOGGED on a live stream breaks the contract, but its
