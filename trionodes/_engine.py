@@ -141,8 +141,9 @@ class Cluster:
             decoded: At least the nodes :meth:`to_decode` listed, keyed by their bytes.
 
         Returns:
-            What changed, or None when nothing visible changed (a backlog event
-            before the last, or an event that repeats known states).
+            What changed, or None for a backlog event before the last and for a
+            live event that repeats known states. A committed backlog always gives
+            a delta (perhaps with no changed ids), since it marks a sync.
 
         Raises:
             ValueError: ``decoded`` lacks a node :meth:`to_decode` listed; the
