@@ -149,48 +149,66 @@ class Cluster:
             ValueError: ``decoded`` lacks a node :meth:`to_decode` listed; the
                 cluster is left as it was.
         """
-        # Check before changing anything: a missing node found halfway through would
-        # leave the bytes cache ahead of the nodes, and later events would skip them.
-        if any(data not in decoded for data in self.to_decode(event)):
-            raise ValueError("apply() needs every node that to_decode() listed, decoded")
+        # Every lookup happens before anything changes, so a missing node leaves the
+        # cluster as it was (never the bytes cache ahead of the nodes).
+        states = self._states(event, decoded)
         if self._backlog is not None:
-            return self._collect(event, decoded)
+            return self._collect(event, states)
         # A second LAST_BACKLOGGED on a live stream breaks the contract, but its
         # nodes are still valid states: apply them like any other event.
-        final: dict[str, bytes | None] = dict(event.nodes)
+        final: dict[str, tuple[bytes, Node | None] | None] = {
+            node_id: (data, node) for node_id, data, node in states
+        }
         for node_id in event.tombstones:
             final[node_id] = None
         raw = self._raw
         changed: list[str] = []
         with self._nodes.mutate() as nodes:
-            for node_id, data in final.items():
-                known = raw.get(node_id)
-                if data is None:
-                    if known is not None:
+            for node_id, state in final.items():
+                if state is None:
+                    if node_id in raw:
                         del raw[node_id]
                         del nodes[node_id]
                         changed.append(node_id)
-                elif known != data:
-                    raw[node_id] = data
-                    nodes[node_id] = decoded[data]
-                    changed.append(node_id)
+                else:
+                    data, node = state
+                    if node is not None:  # bytes new to this cluster
+                        raw[node_id] = data
+                        nodes[node_id] = node
+                        changed.append(node_id)
             self._nodes = nodes.finish()
         return ClusterDelta(changed, BatchKind.LIVE) if changed else None
 
-    def _collect(self, event: RawEvent, decoded: Mapping[bytes, Node]) -> ClusterDelta | None:
-        backlog = self._backlog
-        assert backlog is not None
+    def _states(
+        self, event: RawEvent, decoded: Mapping[bytes, Node]
+    ) -> list[tuple[str, bytes, Node | None]]:
+        """The event's nodes as ``(id, bytes, decoded node or None when known)``."""
         raw = self._raw
-        backlog_changed = self._backlog_changed
+        states: list[tuple[str, bytes, Node | None]] = []
         for node_id, data in event.nodes:
             known = raw.get(node_id)
             if known == data:
                 # Keep the committed bytes object: the new copy would double memory.
-                backlog[node_id] = known
+                states.append((node_id, known, None))
+                continue
+            node = decoded.get(data)
+            if node is None:
+                raise ValueError("apply() needs every node that to_decode() listed, decoded")
+            states.append((node_id, data, node))
+        return states
+
+    def _collect(
+        self, event: RawEvent, states: list[tuple[str, bytes, Node | None]]
+    ) -> ClusterDelta | None:
+        backlog = self._backlog
+        assert backlog is not None
+        backlog_changed = self._backlog_changed
+        for node_id, data, node in states:
+            backlog[node_id] = data
+            if node is None:
                 backlog_changed.pop(node_id, None)
             else:
-                backlog[node_id] = data
-                backlog_changed[node_id] = decoded[data]
+                backlog_changed[node_id] = node
         for node_id in event.tombstones:
             backlog.pop(node_id, None)
             backlog_changed.pop(node_id, None)
