@@ -152,8 +152,13 @@ class _TracedProtocol(H2Protocol):
 class _Channel(Channel):
     """A grpclib Channel that keeps its latest connection's :class:`_TracedProtocol`."""
 
-    tls = False
     last_connection: _TracedProtocol | None = None
+
+    def __init__(
+        self, host: str, port: int, ssl: _ssl.SSLContext | None, config: Configuration
+    ) -> None:
+        super().__init__(host, port, ssl=ssl, codec=_Codec(), config=config)
+        self.tls = ssl is not None
 
     def _protocol_factory(self) -> H2Protocol:
         # Called once per connection attempt, after the TCP connection is made.
@@ -248,25 +253,23 @@ def _explain_lost(channel: _Channel, where: str) -> TrionodesError | None:
     return None
 
 
-def _map_error(exc: BaseException, where: str, channel: Channel | None = None) -> TrionodesError:
+def _map_error(exc: BaseException, where: str, channel: _Channel) -> TrionodesError:
     """Translate a transport exception into ours (the original becomes the cause).
 
     TLS failures that retrying cannot fix become :class:`TLSError`; connections that
     merely close during or right after the TLS handshake become
     :class:`ConnectionLost` naming TLS and the likely cause.
     """
-    tls = isinstance(channel, _Channel) and channel.tls
     if isinstance(exc, grpclib.exceptions.GRPCError):
         return CuratorError(StatusCode(exc.status.value), exc.message or "")
     if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
-        if isinstance(channel, _Channel):
-            explained = _explain_lost(channel, where)
-            if explained is not None:
-                connection = channel.last_connection
-                if connection is not None and exc.__cause__ is None:
-                    # Keep the real reason (grpclib drops it) in the chain.
-                    exc.__cause__ = connection.lost_with
-                return explained
+        explained = _explain_lost(channel, where)
+        if explained is not None:
+            connection = channel.last_connection
+            if connection is not None and exc.__cause__ is None:
+                # Keep the real reason (grpclib drops it) in the chain.
+                exc.__cause__ = connection.lost_with
+            return explained
         return ConnectionLost(f"stream to {where} terminated: {exc}")
     if isinstance(exc, grpclib.exceptions.ProtocolError):
         return ProtocolError(f"HTTP/2 protocol error from {where}: {exc}")
@@ -274,7 +277,11 @@ def _map_error(exc: BaseException, where: str, channel: Channel | None = None) -
         return _map_tls_error(exc, where)
     if isinstance(exc, asyncio.TimeoutError):
         return ConnectionLost(f"call to {where} timed out")
-    if tls and isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError):
+    if (
+        channel.tls
+        and isinstance(exc, ConnectionError)
+        and not isinstance(exc, ConnectionRefusedError)
+    ):
         # Raised by connecting, after the TCP connection was made: asyncio reports a
         # connection closed mid-handshake so (an asyncio server sends no TLS alert).
         return ConnectionLost(
@@ -322,15 +329,6 @@ class MessageStream:
                 space.set_result(None)
         return message
 
-    def __aiter__(self) -> MessageStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
     # asyncio side
 
     def _wake(self) -> None:
@@ -351,7 +349,9 @@ class MessageStream:
         self._wake()
 
 
-async def _pump(channel: Channel, request: WatchRequest, stream: MessageStream, where: str) -> None:
+async def _pump(
+    channel: _Channel, request: WatchRequest, stream: MessageStream, where: str
+) -> None:
     """Own one Watch call on the asyncio side, feeding ``stream`` until it ends."""
     try:
         async with channel.request(
@@ -376,7 +376,7 @@ class Curator:
         port: The Curator's port.
     """
 
-    def __init__(self, bridge: _Bridge, channel: Channel, host: str, port: int) -> None:
+    def __init__(self, bridge: _Bridge, channel: _Channel, host: str, port: int) -> None:
         self._bridge = bridge
         self._channel = channel
         self.host = host
@@ -404,12 +404,9 @@ class Curator:
 
 async def _make_channel(
     host: str, port: int, ssl: _ssl.SSLContext | None, server_hostname: str | None
-) -> Channel:
+) -> _Channel:
     # Built inside the asyncio loop: Channel looks the loop up when constructed.
-    config = Configuration(ssl_target_name_override=server_hostname)
-    channel = _Channel(host, port, ssl=ssl, codec=_Codec(), config=config)
-    channel.tls = ssl is not None
-    return channel
+    return _Channel(host, port, ssl, Configuration(ssl_target_name_override=server_hostname))
 
 
 async def _close_channel(channel: Channel) -> None:
