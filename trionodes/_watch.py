@@ -28,6 +28,7 @@ from ._engine import (
     NodeEquals,
     NodeFilter,
     NodeTracker,
+    decode_node,
     decode_nodes,
 )
 from ._errors import ConnectionLost, ProtocolError, WatchClosed
@@ -400,7 +401,7 @@ class NodeWatcher:
                 except anyio.EndOfStream:
                     raise ConnectionLost("the Curator ended the stream") from None
                 pending = tracker.to_decode(event)
-                decoded = None if pending is None else (await _decode([pending]))[pending]
+                decoded = None if pending is None else decode_node(pending)
                 if tracker.apply(event, decoded):
                     self._version += 1
                     self._doorbell.ring()
