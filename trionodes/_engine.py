@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import immutables
 
+from ._decode import parse_node
 from ._errors import ProtocolError
 from ._proto.metropolis.node.core.curator.proto.api import Node
 from ._wire import RawEvent
@@ -36,14 +37,14 @@ NodeEquals = Callable[[Node, Node], bool]
 
 
 def decode_node(data: bytes) -> Node:
-    """Decode one serialized node.
+    """Decode one serialized node: the same object as ``Node.parse``, several times sooner.
 
     Raises:
         ProtocolError: The bytes are not a valid ``Node``.
     """
     try:
-        return Node.parse(data)
-    except Exception as exc:  # the decoder raises assorted types on bad input
+        return parse_node(data)
+    except ProtocolError as exc:
         raise ProtocolError(f"undecodable node ({len(data)} bytes): {exc}") from exc
 
 
