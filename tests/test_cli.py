@@ -24,6 +24,7 @@ from trionodes._cli import (
     format_header,
     format_new,
     format_updated,
+    full_id,
     main,
     roles_text,
     short_id,
@@ -50,24 +51,31 @@ def test_short_id() -> None:
 
 def test_format_new() -> None:
     node = make_node(1, worker=False, controller=True, consensus=True)
-    assert format_new(node) == "  + metropolis-…0001  UP       10.0.0.1        controller,consensus"
+    assert format_new(node) == "+ metropolis-…0001  UP       10.0.0.1        controller,consensus"
     assert format_new(make_node(2, state=NodeState.NEW)) == (
-        "  + metropolis-…0002  NEW      10.0.0.2        worker"
+        "+ metropolis-…0002  NEW      10.0.0.2        worker"
+    )
+    assert format_new(node, full_id) == (
+        "+ metropolis-00000000000000000000000000000001  UP       10.0.0.1        "
+        "controller,consensus"
     )
 
 
 def test_format_new_of_a_bare_node() -> None:
-    assert format_new(Node(id="metropolis-abc")) == "  + metropolis-abc  INVALID  -               -"
-    assert format_new(Node(id="n", state=NodeState(7))) == "  + n  UNKNOWN(7) -               -"
+    assert format_new(Node(id="metropolis-abc")) == "+ metropolis-abc  INVALID  -               -"
+    assert format_new(Node(id="n", state=NodeState(7))) == "+ n  UNKNOWN(7) -               -"
 
 
 def test_format_deleted() -> None:
-    assert format_deleted(make_node(5)) == "  - metropolis-…0005  (was UP 10.0.0.5)"
+    assert format_deleted(make_node(5)) == "- metropolis-…0005  (was UP 10.0.0.5)"
+    assert format_deleted(make_node(5), full_id) == (
+        "- metropolis-00000000000000000000000000000005  (was UP 10.0.0.5)"
+    )
 
 
 def test_format_updated_address() -> None:
     assert format_updated(make_node(3), make_node(3, address="10.4.7.9")) == (
-        "  ~ metropolis-…0003  address 10.0.0.3 -> 10.4.7.9"
+        "~ metropolis-…0003  address 10.0.0.3 -> 10.4.7.9"
     )
 
 
@@ -99,7 +107,7 @@ def test_diff_nodes_several_fields_in_order() -> None:
         "labels -rack=r4 -zone=z1",
     ]
     assert format_updated(before, after) == (
-        "  ~ metropolis-…0004  state STANDBY -> UP, address 10.0.0.4 -> 10.9.9.9, "
+        "~ metropolis-…0004  state STANDBY -> UP, address 10.0.0.4 -> 10.9.9.9, "
         "roles worker,controller -> worker, labels -rack=r4 -zone=z1"
     )
 
