@@ -23,7 +23,7 @@ import contextlib
 import socket
 import ssl as _ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import anyio
 import grpclib.const
@@ -38,6 +38,7 @@ from grpclib.protocol import H2Protocol
 from ._errors import (
     ConnectionLost,
     CuratorError,
+    LikelyTLSError,
     ProtocolError,
     StatusCode,
     TLSError,
@@ -53,6 +54,9 @@ _T = TypeVar("_T")
 # How many received messages may wait for the host side before the call stops reading
 # (and HTTP/2 flow control makes the server wait).
 _QUEUE_LIMIT = 16
+
+# gRPC's default limit on received messages; a Curator stays well under it.
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class _RawMessage:
@@ -207,7 +211,7 @@ def _map_tls_error(exc: _ssl.SSLError, where: str) -> TrionodesError:
         )
     reason = exc.reason or ""
     if isinstance(exc, _ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
-        return ConnectionLost(
+        return LikelyTLSError(
             f"connection to {where} was closed during the TLS handshake: "
             f"{_LIKELY_CERT_REJECTION}, or may not serve TLS"
         )
@@ -241,12 +245,12 @@ def _explain_lost(channel: _Channel, where: str) -> TrionodesError | None:
     if isinstance(connection.lost_with, _ssl.SSLError):
         return _map_tls_error(connection.lost_with, where)
     if channel.tls and connection.established:
-        return ConnectionLost(
+        return LikelyTLSError(
             f"connection to {where} was closed right after the TLS handshake, before "
             f"the Curator sent anything: {_LIKELY_CERT_REJECTION}"
         )
     if not channel.tls:
-        return ConnectionLost(
+        return LikelyTLSError(
             f"connection to {where} was closed before the Curator sent anything: if it "
             f"serves TLS, pass ssl=trionodes.client_ssl_context(...) to open_curator"
         )
@@ -260,6 +264,8 @@ def _map_error(exc: BaseException, where: str, channel: _Channel) -> TrionodesEr
     merely close during or right after the TLS handshake become
     :class:`ConnectionLost` naming TLS and the likely cause.
     """
+    if isinstance(exc, TrionodesError):
+        return exc
     if isinstance(exc, grpclib.exceptions.GRPCError):
         return CuratorError(StatusCode(exc.status.value), exc.message or "")
     if isinstance(exc, grpclib.exceptions.StreamTerminatedError):
@@ -284,7 +290,7 @@ def _map_error(exc: BaseException, where: str, channel: _Channel) -> TrionodesEr
     ):
         # Raised by connecting, after the TCP connection was made: asyncio reports a
         # connection closed mid-handshake so (an asyncio server sends no TLS alert).
-        return ConnectionLost(
+        return LikelyTLSError(
             f"connection to {where} was closed during the TLS handshake: "
             f"{_LIKELY_CERT_REJECTION}, or may not serve TLS"
         )
@@ -350,7 +356,11 @@ class MessageStream:
 
 
 async def _pump(
-    channel: _Channel, request: WatchRequest, stream: MessageStream, where: str
+    channel: _Channel,
+    request: WatchRequest,
+    stream: MessageStream,
+    where: str,
+    max_message_bytes: int,
 ) -> None:
     """Own one Watch call on the asyncio side, feeding ``stream`` until it ends."""
     try:
@@ -359,10 +369,17 @@ async def _pump(
         ) as call:
             await call.send_message(request, end=True)
             while (message := await call.recv_message()) is not None:
-                await stream._put(message)  # type: ignore[arg-type]  # raw by _Codec
+                data = cast(bytes, message)  # raw, by _Codec
+                if len(data) > max_message_bytes:
+                    raise ProtocolError(
+                        f"{where} sent a message of {len(data)} bytes, over the limit "
+                        f"of {max_message_bytes}"
+                    )
+                await stream._put(data)
     except Exception as exc:
         error = _map_error(exc, where, channel)
-        error.__cause__ = exc
+        if error is not exc:
+            error.__cause__ = exc
         stream._end(error)
     else:
         stream._end(None)
@@ -376,9 +393,12 @@ class Curator:
         port: The Curator's port.
     """
 
-    def __init__(self, bridge: _Bridge, channel: _Channel, host: str, port: int) -> None:
+    def __init__(
+        self, bridge: _Bridge, channel: _Channel, host: str, port: int, max_message_bytes: int
+    ) -> None:
         self._bridge = bridge
         self._channel = channel
+        self._max_message_bytes = max_message_bytes
         self.host = host
         self.port = port
 
@@ -394,7 +414,13 @@ class Curator:
         stream = MessageStream()
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(
-                self._bridge.run, _pump, self._channel, request, stream, f"{self.host}:{self.port}"
+                self._bridge.run,
+                _pump,
+                self._channel,
+                request,
+                stream,
+                f"{self.host}:{self.port}",
+                self._max_message_bytes,
             )
             try:
                 yield stream
@@ -403,10 +429,27 @@ class Curator:
 
 
 async def _make_channel(
-    host: str, port: int, ssl: _ssl.SSLContext | None, server_hostname: str | None
+    host: str, port: int, ssl: _ssl.SSLContext | None, config: Configuration
 ) -> _Channel:
     # Built inside the asyncio loop: Channel looks the loop up when constructed.
-    return _Channel(host, port, ssl, Configuration(ssl_target_name_override=server_hostname))
+    return _Channel(host, port, ssl, config)
+
+
+def _configuration(
+    server_hostname: str | None, keepalive: float | None, keepalive_timeout: float
+) -> Configuration:
+    if keepalive is None:
+        return Configuration(ssl_target_name_override=server_hostname)
+    # grpclib's keepalive settings are private. By default it stops pinging after two
+    # pings without data sent, which a watch never sends after its request: allow
+    # any number, no closer together than half the interval.
+    return Configuration(
+        ssl_target_name_override=server_hostname,
+        _keepalive_time=keepalive,
+        _keepalive_timeout=keepalive_timeout,
+        _http2_max_pings_without_data=0,
+        _http2_min_sent_ping_interval_without_data=keepalive / 2,
+    )
 
 
 async def _close_channel(channel: Channel) -> None:
@@ -420,6 +463,9 @@ async def open_curator(
     *,
     ssl: _ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    keepalive: float | None = 20.0,
+    keepalive_timeout: float = 10.0,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> AsyncIterator[Curator]:
     """Connect to a Curator.
 
@@ -436,13 +482,25 @@ async def open_curator(
         server_hostname: With ``ssl``, the name the Curator's certificate must hold
             (and the TLS SNI name), when it differs from ``host``; for example when
             connecting by IP address to a Curator whose certificate names a host.
+        keepalive: While a call is open, send an HTTP/2 ping after this many seconds
+            without a ping; None sends none. With ``keepalive_timeout``, this bounds
+            how long a dead connection that sends nothing (a silent network
+            partition) goes unnoticed: 30 s by default. The watches then reconnect.
+            A server may limit how often it accepts pings (grpc-go's default
+            enforcement allows one per 5 minutes, and answers more with GOAWAY,
+            which the watches handle as a fault); raise this to match.
+        keepalive_timeout: Seconds to wait for a ping's answer before closing the
+            connection as dead.
+        max_message_bytes: A received message larger than this fails its call
+            with :class:`ProtocolError` (the watches reconnect); 4 MiB, gRPC's
+            default, unless given.
 
     Yields:
         The connection, to pass to :func:`watch_nodes`, :func:`open_node_changes`
         and :func:`watch_node`.
 
     Raises:
-        ValueError: ``server_hostname`` without ``ssl``.
+        ValueError: ``server_hostname`` without ``ssl``, or a setting out of range.
 
     TLS failures surface from the calls: :class:`TLSError` when retrying cannot help
     (certificate not verifiable, client certificate rejected with a TLS alert, no
@@ -451,10 +509,16 @@ async def open_curator(
     """
     if server_hostname is not None and ssl is None:
         raise ValueError("server_hostname needs ssl")
+    if max_message_bytes <= 0:
+        raise ValueError("max_message_bytes must be positive")
+    try:
+        config = _configuration(server_hostname, keepalive, keepalive_timeout)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad keepalive settings: {exc}") from None
     async with _open_bridge() as bridge:
-        channel = await bridge.run(_make_channel, host, port, ssl, server_hostname)
+        channel = await bridge.run(_make_channel, host, port, ssl, config)
         try:
-            yield Curator(bridge, channel, host, port)
+            yield Curator(bridge, channel, host, port, max_message_bytes)
         finally:
             with anyio.CancelScope(shield=True):
                 await bridge.run(_close_channel, channel)
