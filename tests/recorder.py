@@ -21,6 +21,7 @@ class Recorder:
     calls: list[tuple[str, ...]] = field(default_factory=list)
     view: dict[str, Node] = field(default_factory=dict)
     updates: list[tuple[Node, Node]] = field(default_factory=list)
+    kinds: list[trionodes.BatchKind] = field(default_factory=list)
 
     def filter(self, node: Node) -> bool:
         return self.admit(node)
@@ -42,6 +43,9 @@ class Recorder:
     def deleted(self, prev: Node) -> None:
         assert self.view.pop(prev.id) is prev
         self.calls.append(("deleted", prev.id))
+
+    def batch_started(self, kind: trionodes.BatchKind) -> None:
+        self.kinds.append(kind)
 
     def batch_done(self) -> None:
         self.calls.append(("done",))

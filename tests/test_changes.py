@@ -140,11 +140,3 @@ async def test_curator_error_ends_the_watch_with_a_typed_error(
     assert raised.value.status is trionodes.StatusCode.PERMISSION_DENIED
     assert raised.value.details == "no access"
 
-
-async def test_connection_refused_is_a_typed_error() -> None:
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # bound but not listening: refused
-        async with trionodes.open_curator("127.0.0.1", port) as curator:
-            with pytest.raises(trionodes.ConnectionLost):
-                await trionodes.watch_nodes(curator, trionodes.SimpleFollower())

@@ -22,6 +22,8 @@ from ._errors import (
 from ._follower import Follower, SimpleFollower
 from ._proto.metropolis.node.core.curator.proto.api import Node, WatchEvent, WatchRequest
 from ._proto.metropolis.proto.common import NodeState
+from ._retry import RetryPolicy
+from ._stats import WatchStats
 from ._tls import client_ssl_context
 from ._transport import Curator, open_curator
 from ._watch import (
@@ -47,6 +49,7 @@ __all__ = [
     "NodeWatch",
     "NodeWatcher",
     "ProtocolError",
+    "RetryPolicy",
     "SimpleFollower",
     "StatusCode",
     "TLSError",
@@ -54,6 +57,7 @@ __all__ = [
     "WatchClosed",
     "WatchEvent",
     "WatchRequest",
+    "WatchStats",
     "client_ssl_context",
     "open_curator",
     "open_node_changes",

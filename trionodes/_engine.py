@@ -147,6 +147,8 @@ class Cluster:
             a delta (perhaps with no changed ids), since it marks a sync.
 
         Raises:
+            ProtocolError: The event holds a node or tombstone without an id; the
+                cluster is left as it was.
             ValueError: ``decoded`` lacks a node :meth:`to_decode` listed; the
                 cluster is left as it was.
         """
@@ -184,9 +186,13 @@ class Cluster:
         self, event: RawEvent, decoded: Mapping[bytes, Node]
     ) -> list[tuple[str, bytes, Node | None]]:
         """The event's nodes as ``(id, bytes, decoded node or None when known)``."""
+        if "" in event.tombstones:
+            raise ProtocolError("the Curator sent a tombstone without a node id")
         raw = self._raw
         states: list[tuple[str, bytes, Node | None]] = []
         for node_id, data in event.nodes:
+            if not node_id:
+                raise ProtocolError("the Curator sent a node without an id")
             known = raw.get(node_id)
             if known == data:
                 # Keep the committed bytes object: the new copy would double memory.

@@ -85,3 +85,12 @@ class TLSError(TrionodesError):
     names TLS and the likely cause. The underlying ``ssl.SSLError`` is the
     ``__cause__``.
     """
+
+
+class LikelyTLSError(ConnectionLost):
+    """A connection closed during or right after its TLS handshake, or a plain-text one
+    closed before the server sent anything: most likely a TLS mismatch (a rejected
+    client certificate, or TLS on one side only), but a network fault looks the same.
+
+    Internal: watches retry it a few times, then give up with a :class:`TLSError`.
+    """

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import anyio.lowlevel
 
-from ._engine import NodeBatch
+from ._engine import BatchKind, NodeBatch
 from ._proto.metropolis.node.core.curator.proto.api import Node
 
 MaybeAwaitable = Awaitable[None] | None
@@ -24,6 +24,12 @@ class Follower(Protocol):
     them ends the watch and propagates to whoever started it; ``batch_done`` is then
     not called. Nodes passed in are never modified afterwards, so a follower may keep
     references to them (and must not modify them either).
+
+    A follower may also have a ``batch_started(kind)`` method (optional, so not part
+    of this protocol's required methods): it is called with the batch's
+    :class:`BatchKind` before the first call of each batch. A ``RESYNC`` batch holds
+    what changed while the watch was reconnecting; its deletions were seen as
+    absence, so ``prev`` is the last state the follower saw, not a final state.
     """
 
     def filter(self, node: Node) -> bool:
@@ -71,6 +77,8 @@ class SimpleFollower:
         on_new_updated: Called with a node that entered the view or changed.
         on_deleted: Called with the last state of a node that left the view.
         on_batch_done: Called at the end of each batch.
+        on_batch_started: Called with the batch's :class:`BatchKind` at the start of
+            each batch (``RESYNC`` after a reconnect).
     """
 
     filter_fn: Callable[[Node], bool] | None = None
@@ -78,6 +86,7 @@ class SimpleFollower:
     on_new_updated: Callable[[Node], MaybeAwaitable] | None = None
     on_deleted: Callable[[Node], MaybeAwaitable] | None = None
     on_batch_done: Callable[[], MaybeAwaitable] | None = None
+    on_batch_started: Callable[[BatchKind], MaybeAwaitable] | None = None
 
     def filter(self, node: Node) -> bool:
         """Apply ``filter_fn``, or admit every node."""
@@ -103,6 +112,10 @@ class SimpleFollower:
         """Call ``on_batch_done``."""
         return None if self.on_batch_done is None else self.on_batch_done()
 
+    def batch_started(self, kind: BatchKind) -> MaybeAwaitable:
+        """Call ``on_batch_started``."""
+        return None if self.on_batch_started is None else self.on_batch_started(kind)
+
 
 # Callbacks made between two checkpoints when all of them are plain functions, so a
 # large initial batch neither starves other tasks nor delays a cancel for long.
@@ -112,6 +125,9 @@ _CALLS_PER_CHECKPOINT = 256
 async def deliver(follower: Follower, batch: NodeBatch) -> None:
     """Make the follower calls for one batch, in order, ending with ``batch_done``."""
     calls = 0
+    batch_started = getattr(follower, "batch_started", None)
+    if batch_started is not None:
+        calls = await _settle(batch_started(batch.kind), calls)
     for prev, node in batch.upserts():
         result = follower.new(node) if prev is None else follower.updated(prev, node)
         calls = await _settle(result, calls)

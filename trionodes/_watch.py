@@ -6,12 +6,18 @@ marks every follower's pending changes. Each follower runs in its own task and t
 batch whenever it is ready: a slow follower never holds up the stream or another
 follower, and its pending changes collapse per node, so memory stays bounded by the
 number of nodes, not the number of events.
+
+When a stream fails in a way that retrying can fix, the stream task waits as its
+:class:`RetryPolicy` says and opens a new one. The engine collects the new backlog
+and commits it as one change, so followers see one ``RESYNC`` batch with only what
+changed meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import NoReturn
 
 import anyio
@@ -21,6 +27,7 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._engine import (
+    BatchKind,
     Cluster,
     ClusterDelta,
     FollowerView,
@@ -31,7 +38,14 @@ from ._engine import (
     decode_node,
     decode_nodes,
 )
-from ._errors import ConnectionLost, ProtocolError, WatchClosed
+from ._errors import (
+    ConnectionLost,
+    LikelyTLSError,
+    ProtocolError,
+    TLSError,
+    TrionodesError,
+    WatchClosed,
+)
 from ._follower import Follower, deliver
 from ._groups import sole_exception
 from ._proto.metropolis.node.core.curator.proto.api import (
@@ -40,15 +54,113 @@ from ._proto.metropolis.node.core.curator.proto.api import (
     WatchRequestNodeInCluster,
     WatchRequestNodesInCluster,
 )
+from ._retry import RetryPolicy
+from ._stats import Counters, WatchStats
 from ._transport import Curator, MessageStream
 from ._wire import RawEvent, split_watch_event
+
+_log = logging.getLogger("trionodes")
 
 # Nodes decoded between two checkpoints (about 20 ms of decoding).
 _DECODE_CHUNK = 200
 
+_DEFAULT_RETRY = RetryPolicy()
 
-async def _receive_event(stream: MessageStream) -> RawEvent:
-    return split_watch_event(await stream.receive())
+
+async def _receive_event(stream: MessageStream, stall_timeout: float | None = None) -> RawEvent:
+    """The next event of ``stream``, split.
+
+    Raises:
+        anyio.EndOfStream: The Curator ended the call with status OK.
+        ConnectionLost: Nothing came for ``stall_timeout`` seconds.
+    """
+    if stall_timeout is None:
+        return split_watch_event(await stream.receive())
+    with anyio.move_on_after(stall_timeout):
+        return split_watch_event(await stream.receive())
+    raise ConnectionLost(
+        f"the Curator sent nothing for {stall_timeout:g} s in the middle of its backlog"
+    )
+
+
+class _Reconnector:
+    """Runs one stream after another, waiting between failures as the policy says.
+
+    It keeps the watch's counters and logs each failure on the ``trionodes`` logger.
+    """
+
+    def __init__(self, policy: RetryPolicy, counters: Counters, what: str) -> None:
+        self.policy = policy
+        self._counters = counters
+        self._what = what
+        self._synced_at: float | None = None
+        self._failures = 0
+        self._tls_closures = 0
+
+    def received(self) -> None:
+        """Note that the current stream delivered a message."""
+        self._counters.events_received += 1
+        self._counters.connected = True
+        self._tls_closures = 0
+
+    def _give_up_on_tls(self, error: TrionodesError) -> TLSError | None:
+        if not isinstance(error, LikelyTLSError):
+            self._tls_closures = 0
+            return None
+        self._tls_closures += 1
+        if self._tls_closures < self.policy.tls_closures:
+            return None
+        return TLSError(f"{error} ({self._tls_closures} times in a row)")
+
+    def synced(self) -> None:
+        """Note that the current stream's view of the cluster is complete."""
+        self._counters.synced = True
+        self._synced_at = anyio.current_time()
+        if self._failures:
+            _log.info("%s is back after %d failed streams", self._what, self._failures)
+
+    async def run(self, follow_stream: Callable[[], Awaitable[None]]) -> None:
+        """Call ``follow_stream`` until it returns or fails beyond retrying.
+
+        Raises:
+            TrionodesError: A fault that the policy does not retry.
+        """
+        counters = self._counters
+        policy = self.policy
+        while True:
+            try:
+                with sole_exception():
+                    await follow_stream()
+                return
+            except TrionodesError as error:
+                counters.last_error = error
+                if not policy.is_retryable(error):
+                    _log.error("%s failed: %s; not retrying", self._what, error)
+                    raise
+                tls_error = self._give_up_on_tls(error)
+                if tls_error is not None:
+                    counters.last_error = tls_error
+                    _log.error("%s failed: %s; not retrying", self._what, tls_error)
+                    raise tls_error from error
+                failure = error
+                failed_at = anyio.current_time()
+            finally:
+                counters.connected = counters.synced = False
+            healthy_since = self._synced_at
+            if healthy_since is not None and failed_at - healthy_since >= policy.reset_after:
+                self._failures = 0
+            self._synced_at = None
+            self._failures += 1
+            delay = policy.delay(self._failures)
+            _log.warning(
+                "%s failed: %s; reconnecting in %.2f s (failure %d in a row)",
+                self._what,
+                failure,
+                delay,
+                self._failures,
+            )
+            await anyio.sleep(delay)
+            counters.reconnects += 1
 
 
 async def _decode(pending: list[bytes]) -> dict[bytes, Node]:
@@ -123,6 +235,7 @@ class NodeChanges(ObjectReceiveStream[NodeBatch]):
         while True:
             batch = await self._watch._next_batch(self._subscription)
             if batch is not None:
+                self._watch._counters.batches_delivered += 1
                 return batch
 
     async def aclose(self) -> None:
@@ -139,8 +252,12 @@ class NodeWatch:
     Make one with :func:`open_node_watch`.
     """
 
-    def __init__(self, curator: Curator) -> None:
+    def __init__(self, curator: Curator, retry: RetryPolicy = _DEFAULT_RETRY) -> None:
         self._curator = curator
+        self._counters = Counters()
+        self._reconnector = _Reconnector(
+            retry, self._counters, f"NodesInCluster watch of {curator.host}:{curator.port}"
+        )
         self._cluster = Cluster()
         self._subscriptions: set[_Subscription] = set()
         self._synced = anyio.Event()
@@ -158,6 +275,11 @@ class NodeWatch:
     async def wait_synced(self) -> None:
         """Return once the initial backlog has been received and applied."""
         await self._synced.wait()
+
+    @property
+    def stats(self) -> WatchStats:
+        """This watch's counters and state, as they are now."""
+        return self._counters.snapshot()
 
     async def follow(
         self,
@@ -182,6 +304,7 @@ class NodeWatch:
                 batch = await self._next_batch(subscription)
                 if batch is not None:
                     await deliver(follower, batch)
+                    self._counters.batches_delivered += 1
                     if batch.initial:
                         task_status.started()
         finally:
@@ -233,28 +356,41 @@ class NodeWatch:
         for subscription in self._subscriptions:
             subscription.doorbell.close()
 
-    async def _run(self) -> NoReturn:
+    async def _run(self) -> None:
+        await self._reconnector.run(self._follow_stream)
+
+    async def _follow_stream(self) -> NoReturn:
+        cluster = self._cluster
+        cluster.restart()
+        reconnector = self._reconnector
+        backlog_timeout = reconnector.policy.backlog_timeout
         request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
         async with self._curator.open_stream(request) as stream:
             while True:
                 try:
-                    event = await _receive_event(stream)
+                    event = await _receive_event(
+                        stream, None if cluster.synced else backlog_timeout
+                    )
                 except anyio.EndOfStream:
-                    if not self._cluster.synced:
+                    if not cluster.synced:
                         raise ProtocolError(
                             "the Curator closed the stream before its backlog ended"
                         ) from None
                     raise ConnectionLost("the Curator ended the stream") from None
-                decoded = await _decode(self._cluster.to_decode(event))
-                delta = self._cluster.apply(event, decoded)
+                reconnector.received()
+                decoded = await _decode(cluster.to_decode(event))
+                delta = cluster.apply(event, decoded)
                 if delta is not None:
                     self._publish(delta)
-                if self._cluster.synced:
-                    self._synced.set()
+                    if delta.kind is not BatchKind.LIVE:
+                        reconnector.synced()
+                        self._synced.set()
 
 
 @contextlib.asynccontextmanager
-async def open_node_watch(curator: Curator) -> AsyncIterator[NodeWatch]:
+async def open_node_watch(
+    curator: Curator, *, retry: RetryPolicy | None = None
+) -> AsyncIterator[NodeWatch]:
     """Open one NodesInCluster stream that any number of followers can share.
 
     Example::
@@ -264,19 +400,27 @@ async def open_node_watch(curator: Curator) -> AsyncIterator[NodeWatch]:
                 await nursery.start(watch.follow, hosts_writer)
                 await nursery.start(watch.follow, peer_list)
 
+    Faults that retrying can fix (a broken or refused connection, a stream that
+    ends, ``UNAVAILABLE``, a keepalive timeout, input that breaks the wire contract)
+    do not end the watch: it reconnects, collects the new backlog and delivers what
+    changed meanwhile as one ``RESYNC`` batch per follower. Each fault is logged on
+    the ``trionodes`` logger and counted in :attr:`NodeWatch.stats`.
+
     Args:
         curator: The connection, from :func:`open_curator`.
+        retry: When and how to reconnect after a fault; None for the defaults
+            (see :class:`RetryPolicy`).
 
     Yields:
         The watch. Leaving the block cancels the stream; followers still attached
         from outside the block get :class:`WatchClosed`.
 
     Raises:
-        CuratorError: The Curator refused or ended the call with a status.
-        ConnectionLost: The connection broke.
-        ProtocolError: The Curator broke the wire contract.
+        CuratorError: The Curator refused the call with a status that retrying
+            cannot fix (see :attr:`RetryPolicy.permanent_statuses`).
+        TLSError: TLS failed in a way that retrying cannot fix.
     """
-    watch = NodeWatch(curator)
+    watch = NodeWatch(curator, retry or _DEFAULT_RETRY)
     error: BaseException | None = None
     try:
         with sole_exception():
@@ -295,6 +439,7 @@ async def watch_nodes(
     curator: Curator,
     follower: Follower,
     *,
+    retry: RetryPolicy | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Follow every node of the cluster with ``follower`` until cancelled.
@@ -303,17 +448,21 @@ async def watch_nodes(
     follower has handled the whole initial cluster as one batch (ending in one
     ``batch_done``), or ``nursery.start_soon`` not to wait.
 
+    Faults that retrying can fix do not end the watch; see :func:`open_node_watch`.
+
     Args:
         curator: The connection, from :func:`open_curator`.
         follower: Receives the changes; see :class:`Follower`.
+        retry: When and how to reconnect after a fault; None for the defaults
+            (see :class:`RetryPolicy`).
 
     Raises:
         Exception: Whatever a follower callback raised, as it was raised.
-        CuratorError: The Curator refused or ended the call with a status.
-        ConnectionLost: The connection broke.
-        ProtocolError: The Curator broke the wire contract.
+        CuratorError: The Curator refused the call with a status that retrying
+            cannot fix.
+        TLSError: TLS failed in a way that retrying cannot fix.
     """
-    async with open_node_watch(curator) as watch:
+    async with open_node_watch(curator, retry=retry) as watch:
         await watch.follow(follower, task_status=task_status)
 
 
@@ -322,6 +471,8 @@ async def open_node_changes(
     curator: Curator,
     filter: NodeFilter | None = None,
     equals: NodeEquals | None = None,
+    *,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[NodeChanges]:
     """Follow every node of the cluster as a stream of :class:`NodeBatch` objects.
 
@@ -335,17 +486,23 @@ async def open_node_changes(
     The first batch holds the whole initial cluster (``batch.initial``); each later
     one holds the changes since the previous batch that matter for ``filter`` and
     ``equals``. A batch is made when the receiver asks for it, so a slow receiver
-    sees the latest state of each node.
+    sees the latest state of each node. After a reconnect, what changed meanwhile
+    comes as one batch whose ``kind`` is ``RESYNC``; see :func:`open_node_watch`.
 
     Args:
         curator: The connection, from :func:`open_curator`.
         filter: Admits a node into the view; None admits every node.
         equals: Says two states of a node are the same; None compares whole messages.
+        retry: When and how to reconnect after a fault; None for the defaults
+            (see :class:`RetryPolicy`).
 
     Yields:
         The receiving end of the batches, an anyio object receive stream.
     """
-    async with open_node_watch(curator) as watch, watch.open_changes(filter, equals) as changes:
+    async with (
+        open_node_watch(curator, retry=retry) as watch,
+        watch.open_changes(filter, equals) as changes,
+    ):
         yield changes
 
 
@@ -357,9 +514,15 @@ class NodeWatcher:
     :attr:`deleted` is true.
     """
 
-    def __init__(self, curator: Curator, node_id: str) -> None:
+    def __init__(self, curator: Curator, node_id: str, retry: RetryPolicy = _DEFAULT_RETRY) -> None:
         self._curator = curator
         self._tracker = NodeTracker(node_id)
+        self._counters = Counters()
+        self._reconnector = _Reconnector(
+            retry,
+            self._counters,
+            f"NodeInCluster watch of {node_id} on {curator.host}:{curator.port}",
+        )
         self._doorbell = _Doorbell()
         self._version = 0
         self._seen = 0
@@ -379,6 +542,15 @@ class NodeWatcher:
         """Whether the node has been deleted."""
         return self._tracker.deleted
 
+    @property
+    def stats(self) -> WatchStats:
+        """This watch's counters and state, as they are now.
+
+        ``synced`` means the current stream has confirmed the node's state: it sent
+        the node, or a resumed watch found it in the cluster.
+        """
+        return self._counters.snapshot()
+
     def __aiter__(self) -> NodeWatcher:
         return self
 
@@ -389,27 +561,76 @@ class NodeWatcher:
         node = self._tracker.node
         if self._tracker.deleted or node is None:
             raise StopAsyncIteration
+        self._counters.batches_delivered += 1
         return node
 
-    async def _run(self) -> None:
-        request = WatchRequest(node_in_cluster=WatchRequestNodeInCluster(node_id=self.node_id))
+    def _apply(self, event: RawEvent) -> None:
         tracker = self._tracker
+        pending = tracker.to_decode(event)
+        decoded = None if pending is None else decode_node(pending)
+        if tracker.apply(event, decoded):
+            self._version += 1
+            self._doorbell.ring()
+
+    async def _run(self) -> None:
+        await self._reconnector.run(self._follow_stream)
+
+    async def _follow_stream(self) -> None:
+        """Follow the node on one stream until it is deleted."""
+        tracker = self._tracker
+        reconnector = self._reconnector
+        request = WatchRequest(node_in_cluster=WatchRequestNodeInCluster(node_id=self.node_id))
         async with self._curator.open_stream(request) as stream:
+            # Resuming a node seen before: a NodeInCluster stream waits in silence for
+            # a node deleted during the outage, so look for it in the whole cluster.
+            # The stream is opened first: a deletion after the lookup then reaches it.
+            if tracker.node is not None:
+                self._apply(await self._look_up())
+                reconnector.synced()
             while not tracker.deleted:
                 try:
                     event = await _receive_event(stream)
                 except anyio.EndOfStream:
                     raise ConnectionLost("the Curator ended the stream") from None
-                pending = tracker.to_decode(event)
-                decoded = None if pending is None else decode_node(pending)
-                if tracker.apply(event, decoded):
-                    self._version += 1
-                    self._doorbell.ring()
+                reconnector.received()
+                self._apply(event)
+                if not self._counters.synced and tracker.node is not None:
+                    reconnector.synced()
         # Deleted: the stream would stay open and idle forever, so it is closed.
+
+    async def _look_up(self) -> RawEvent:
+        """The node's state in a NodesInCluster backlog, as an event for the tracker.
+
+        Only the ids of the backlog's nodes are read; nothing else is decoded.
+        """
+        node_id = self.node_id
+        state: bytes | None = None
+        backlog_timeout = self._reconnector.policy.backlog_timeout
+        request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
+        async with self._curator.open_stream(request) as stream:
+            while True:
+                try:
+                    event = await _receive_event(stream, backlog_timeout)
+                except anyio.EndOfStream:
+                    raise ProtocolError(
+                        "the Curator closed the stream before its backlog ended"
+                    ) from None
+                for other_id, data in event.nodes:
+                    if other_id == node_id:
+                        state = data
+                if node_id in event.tombstones:
+                    state = None
+                if event.last_backlogged:
+                    break
+        if state is None:
+            return RawEvent(nodes=(), tombstones=(node_id,), last_backlogged=False)
+        return RawEvent(nodes=((node_id, state),), tombstones=(), last_backlogged=False)
 
 
 @contextlib.asynccontextmanager
-async def watch_node(curator: Curator, node_id: str) -> AsyncIterator[NodeWatcher]:
+async def watch_node(
+    curator: Curator, node_id: str, *, retry: RetryPolicy | None = None
+) -> AsyncIterator[NodeWatcher]:
     """Follow one node (a NodeInCluster watch).
 
     Example::
@@ -420,16 +641,26 @@ async def watch_node(curator: Curator, node_id: str) -> AsyncIterator[NodeWatche
             assert watcher.deleted
 
     If the node does not exist yet, the watch waits for it. Nodes with other ids in
-    the stream are dropped.
+    the stream are dropped. After a fault that retrying can fix the watch reconnects
+    (see :func:`open_node_watch`): an unchanged node is not yielded again, and a
+    node deleted during the outage still ends the iteration with :attr:`deleted`
+    set, found by looking the node up in the cluster's backlog.
 
     Args:
         curator: The connection, from :func:`open_curator`.
         node_id: The node to follow.
+        retry: When and how to reconnect after a fault; None for the defaults
+            (see :class:`RetryPolicy`).
 
     Yields:
         The watcher, an async iterator of the node's states.
+
+    Raises:
+        CuratorError: The Curator refused the call with a status that retrying
+            cannot fix.
+        TLSError: TLS failed in a way that retrying cannot fix.
     """
-    watcher = NodeWatcher(curator, node_id)
+    watcher = NodeWatcher(curator, node_id, retry or _DEFAULT_RETRY)
     try:
         with sole_exception():
             async with anyio.create_task_group() as tasks:

@@ -40,11 +40,12 @@ async def main() -> None:
             except* NotUp as group:
                 print("the follower ended the watch:", *group.exceptions)
 
-            # 3. The Curator ending the call gives a CuratorError with its status.
+            # 3. A status that retrying cannot fix gives a CuratorError. (Faults that
+            #    retrying can fix, UNAVAILABLE for one, do not end a watch at all.)
             try:
                 async with trionodes.open_node_changes(curator) as changes:
                     await changes.receive()
-                    fake.fail_streams(trionodes.StatusCode.UNAVAILABLE, "leader lost")
+                    fake.fail_streams(trionodes.StatusCode.PERMISSION_DENIED, "not an owner")
                     async for _batch in changes:
                         pass
             except trionodes.CuratorError as exc:

@@ -1,0 +1,318 @@
+"""Reconnect and resync against the fake Curator: what followers see across outages."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import pytest
+import trio
+import trio.testing
+
+import trionodes
+from trionodes import BatchKind, CuratorError, NodeState, StatusCode
+from trionodes.testing import FakeCurator, make_node, open_fake_curator
+
+from .recorder import Recorder
+
+FAST = trionodes.RetryPolicy(initial_delay=0.01, max_delay=0.02)
+DOWN = CuratorError(StatusCode.UNAVAILABLE, "leader moved")
+TIMEOUT = 10
+
+
+def ids(*indexes: int) -> list[str]:
+    return [make_node(i).id for i in indexes]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (in real time: the streams are real) until ``condition`` holds."""
+    with trio.fail_after(TIMEOUT):
+        # Polled: the conditions span the client, the server and the time between.
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
+def refuse_calls(fake: FakeCurator) -> None:
+    """Break every open call and refuse new ones, as a Curator without a leader does."""
+    fake.authorize = lambda cert: DOWN
+    fake.fail_streams(StatusCode.UNAVAILABLE, "leader moved")
+
+
+async def test_resync_delivers_only_what_changed_as_one_batch(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(*(make_node(i) for i in range(1, 6)))
+    recorder = Recorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: trionodes.watch_nodes(
+                curator, recorder, retry=FAST, task_status=task_status
+            )
+        )
+        recorder.take()
+        refuse_calls(fake)
+        await until(lambda: fake.streams_refused >= 2)
+        # Meanwhile: 1 changes, 2 goes, 6 comes; 3, 4 and 5 stay as they were.
+        fake.put(make_node(1, state=NodeState.DECOMMISSIONED), make_node(6))
+        fake.delete(ids(2)[0])
+        assert recorder.take() == []
+        fake.authorize = None
+        await until(lambda: len(recorder.kinds) == 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert recorder.take() == [
+            ("updated", ids(1)[0]),
+            ("new", ids(6)[0]),
+            ("deleted", ids(2)[0]),
+            ("done",),
+        ]
+        assert recorder.kinds == [BatchKind.INITIAL, BatchKind.RESYNC]
+        assert recorder.updates[-1][1].state is NodeState.DECOMMISSIONED
+        assert recorder.view == dict(fake.nodes)
+        # Live again: a change after the resync is an ordinary live batch.
+        fake.put(make_node(3, state=NodeState.NEW))
+        await until(lambda: len(recorder.kinds) == 3)
+        assert recorder.kinds[-1] is BatchKind.LIVE
+        nursery.cancel_scope.cancel()
+
+
+async def test_nothing_changed_means_no_batch_at_all(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(*(make_node(i) for i in range(1, 4)))
+    async with (
+        trionodes.open_node_watch(curator, retry=FAST) as watch,
+        watch.open_changes() as changes,
+    ):
+        assert (await changes.receive()).initial
+        fake.fail_streams()
+        await until(lambda: watch.stats.reconnects == 1 and watch.stats.synced)
+        with trio.move_on_after(0.1) as waited:
+            await changes.receive()
+        assert waited.cancelled_caught
+        fake.put(make_node(4))
+        batch = await changes.receive()
+        assert batch.kind is BatchKind.LIVE
+        assert [node.id for node in batch.new] == ids(4)
+
+
+async def test_resync_batches_are_flagged_and_late_live_changes_merge_into_them(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(*(make_node(i) for i in range(1, 4)))
+    async with trionodes.open_node_changes(curator, retry=FAST) as changes:
+        await changes.receive()
+        refuse_calls(fake)
+        fake.delete(ids(3)[0])
+        fake.authorize = None
+        await until(lambda: fake.active_streams == 1)
+        # The receiver was not reading: a live change after the resync joins the
+        # pending resync batch, which stays a resync (it holds a deletion by absence).
+        fake.put(make_node(2, state=NodeState.NEW))
+        await trio.testing.wait_all_tasks_blocked()
+        batch = await changes.receive()
+        assert batch.resync
+        assert [node.id for node in batch.deleted] == ids(3)
+        assert [new.state for _, new in batch.updated] == [NodeState.NEW]
+
+
+async def test_permanent_statuses_end_the_watch(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    for status in sorted(FAST.permanent_statuses):
+        fake.authorize = lambda cert, status=status: CuratorError(status, "no")
+        with pytest.raises(trionodes.CuratorError) as raised:
+            await trionodes.watch_nodes(curator, trionodes.SimpleFollower(), retry=FAST)
+        assert raised.value.status is status
+        assert raised.value.details == "no"
+    assert fake.streams_refused == len(FAST.permanent_statuses)
+
+
+async def test_a_permanent_status_mid_watch_ends_it(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    with pytest.raises(trionodes.CuratorError) as raised:  # noqa: PT012
+        async with trionodes.open_node_watch(curator, retry=FAST) as watch:
+            await watch.wait_synced()
+            fake.fail_streams(StatusCode.UNAUTHENTICATED, "certificate revoked")
+            await trio.sleep_forever()
+    assert raised.value.status is StatusCode.UNAUTHENTICATED
+    assert watch.stats.last_error is raised.value
+    assert fake.streams_opened == 1
+
+
+async def test_connection_refused_at_start_is_retried() -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound but not listening: refused
+        async with (
+            trionodes.open_curator("127.0.0.1", port) as curator,
+            trionodes.open_node_watch(curator, retry=FAST) as watch,
+        ):
+            await until(lambda: watch.stats.reconnects >= 2)
+            stats = watch.stats
+            assert isinstance(stats.last_error, trionodes.ConnectionLost)
+            assert not stats.connected
+            assert not stats.synced
+            sock.close()  # free the port for the Curator
+            async with open_fake_curator(port=port) as fake:
+                fake.put(make_node(1))
+                with trio.fail_after(TIMEOUT):
+                    await watch.wait_synced()
+                assert list(watch.nodes) == ids(1)
+
+
+async def test_each_failure_is_logged_on_one_line(
+    fake: FakeCurator, curator: trionodes.Curator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trionodes")
+    async with trionodes.open_node_watch(curator, retry=FAST) as watch:
+        await watch.wait_synced()
+        refuse_calls(fake)
+        await until(lambda: fake.streams_refused >= 1)
+        fake.authorize = None
+        await until(lambda: watch.stats.synced)
+    failures = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(failures) >= 2
+    first = failures[0].getMessage()
+    assert first.startswith(f"NodesInCluster watch of {fake.host}:{fake.port} failed: ")
+    assert "Curator answered UNAVAILABLE: leader moved; reconnecting in " in first
+    assert first.endswith(" s (failure 1 in a row)")
+    assert "\n" not in first
+    assert failures[1].getMessage().endswith("(failure 2 in a row)")
+    back = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert back[-1].endswith(f"is back after {len(failures)} failed streams")
+
+
+async def test_stats_count_events_batches_and_reconnects(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(*(make_node(i) for i in range(1, 8)))  # three backlog events of three
+    async with trionodes.open_node_watch(curator, retry=FAST) as watch:
+        assert watch.stats == trionodes.WatchStats()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(watch.follow, Recorder())
+            await nursery.start(watch.follow, Recorder())
+            stats = watch.stats
+            assert (stats.events_received, stats.batches_delivered) == (3, 2)
+            assert stats.connected
+            assert stats.synced
+            assert stats.reconnects == 0
+            fake.fail_streams(StatusCode.INTERNAL, "oops")
+            await until(lambda: watch.stats.reconnects == 1 and watch.stats.synced)
+            fake.put(make_node(1, state=NodeState.NEW))
+            await until(lambda: watch.stats.batches_delivered == 4)
+            stats = watch.stats
+            assert stats.events_received == 3 + 3 + 1
+            assert isinstance(stats.last_error, trionodes.CuratorError)
+            assert stats.last_error.status is StatusCode.INTERNAL
+            nursery.cancel_scope.cancel()
+
+
+async def test_watch_node_resumes_without_repeating_an_unchanged_node(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(make_node(1), make_node(2))
+    async with trionodes.watch_node(curator, ids(1)[0], retry=FAST) as watcher:
+        assert (await watcher.__anext__()).state is NodeState.UP
+        refuse_calls(fake)
+        await until(lambda: fake.streams_refused >= 1)
+        fake.authorize = None
+        await until(lambda: watcher.stats.reconnects >= 1 and watcher.stats.synced)
+        # Node 1 did not change: nothing to yield. Its next change is yielded once.
+        fake.put(make_node(1, state=NodeState.NEW))
+        assert (await watcher.__anext__()).state is NodeState.NEW
+        assert watcher.stats.batches_delivered == 2
+
+
+async def test_watch_node_reports_a_change_made_during_the_outage(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(make_node(1))
+    async with trionodes.watch_node(curator, ids(1)[0], retry=FAST) as watcher:
+        await watcher.__anext__()
+        refuse_calls(fake)
+        fake.put(make_node(1, state=NodeState.NEW))
+        fake.authorize = None
+        assert (await watcher.__anext__()).state is NodeState.NEW
+
+
+async def test_watch_node_reports_a_deletion_made_during_the_outage(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(make_node(1), make_node(2))
+    async with trionodes.watch_node(curator, ids(1)[0], retry=FAST) as watcher:
+        last = await watcher.__anext__()
+        refuse_calls(fake)
+        fake.delete(ids(1)[0])
+        fake.authorize = None
+        with trio.fail_after(TIMEOUT):
+            assert [node async for node in watcher] == []
+        assert watcher.deleted
+        assert watcher.node is last
+    with trio.fail_after(TIMEOUT):
+        await fake.wait_idle()
+
+
+async def test_a_node_not_seen_yet_is_waited_for_across_outages(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    async with trionodes.watch_node(curator, ids(1)[0], retry=FAST) as watcher:
+        await until(lambda: fake.active_streams == 1)
+        fake.fail_streams()
+        await until(lambda: watcher.stats.reconnects == 1 and fake.active_streams == 1)
+        fake.put(make_node(1))
+        assert (await watcher.__anext__()).id == ids(1)[0]
+
+
+async def test_a_stream_that_ends_cleanly_is_reconnected(
+    fake: FakeCurator, curator: trionodes.Curator
+) -> None:
+    fake.put(make_node(1))
+    async with trionodes.open_node_watch(curator, retry=FAST) as watch:
+        await watch.wait_synced()
+        fake.fail_streams(StatusCode.OK)
+        await until(lambda: watch.stats.reconnects == 1 and watch.stats.synced)
+        assert isinstance(watch.stats.last_error, trionodes.ConnectionLost)
+        assert str(watch.stats.last_error) == "the Curator ended the stream"
+
+
+def test_policy_backoff_grows_caps_and_jitters() -> None:
+    policy = trionodes.RetryPolicy(initial_delay=1, max_delay=10, multiplier=3)
+    caps = [policy.delay(n, uniform=lambda: 1.0) for n in range(1, 6)]
+    assert caps == [1, 3, 9, 10, 10]
+    assert policy.delay(3, uniform=lambda: 0.5) == 4.5
+    assert policy.delay(10**6, uniform=lambda: 1.0) == 10  # no overflow in long outages
+    draws = {policy.delay(4) for _ in range(50)}
+    assert len(draws) > 1
+    assert all(0 <= d <= 10 for d in draws)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"initial_delay": 0},
+        {"initial_delay": 2, "max_delay": 1},
+        {"max_delay": float("inf")},
+        {"multiplier": 0.5},
+        {"reset_after": -1},
+        {"backlog_timeout": 0},
+        {"tls_closures": 0},
+    ],
+)
+def test_policy_rejects_nonsense(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"must|need"):
+        trionodes.RetryPolicy(**settings)  # type: ignore[arg-type]
+
+
+def test_policy_says_what_is_retried() -> None:
+    policy = trionodes.RetryPolicy()
+    assert policy.is_retryable(trionodes.ConnectionLost("gone"))
+    assert policy.is_retryable(trionodes.ProtocolError("junk"))
+    assert policy.is_retryable(CuratorError(StatusCode.UNAVAILABLE))
+    assert policy.is_retryable(CuratorError(StatusCode.INTERNAL))
+    assert not policy.is_retryable(CuratorError(StatusCode.PERMISSION_DENIED))
+    assert not policy.is_retryable(trionodes.TLSError("bad certificate"))
+    assert not policy.is_retryable(ValueError("a bug"))
+    lenient = dataclasses.replace(policy, permanent_statuses=frozenset())
+    assert lenient.is_retryable(CuratorError(StatusCode.PERMISSION_DENIED))

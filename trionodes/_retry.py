@@ -1,0 +1,98 @@
+"""When a watch gives up on a stream, and how long it waits before the next one.
+
+Pure: the watch tasks in ``_watch.py`` ask :class:`RetryPolicy` what to do and do the
+waiting themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable
+
+from ._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode
+
+# Statuses by which a Curator says the request itself is wrong: asking again cannot help.
+_PERMANENT_STATUSES = frozenset(
+    {
+        StatusCode.PERMISSION_DENIED,
+        StatusCode.UNAUTHENTICATED,
+        StatusCode.INVALID_ARGUMENT,
+        StatusCode.UNIMPLEMENTED,
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a watch reconnects after a fault: capped exponential backoff, full jitter.
+
+    After the n-th failure in a row the watch waits a random time between 0 and
+    ``min(max_delay, initial_delay * multiplier ** (n - 1))`` seconds, then opens a
+    new stream and resyncs. A stream that stayed synced for ``reset_after`` seconds
+    counts as healthy: the next failure is a first failure again.
+
+    Retried: a broken or refused connection, a stream that ends, ``UNAVAILABLE`` and
+    every other status not in ``permanent_statuses``, a keepalive timeout, and input
+    that breaks the wire contract (:class:`ProtocolError`). Not retried:
+    :class:`TLSError` and the statuses in ``permanent_statuses``; they end the watch.
+
+    Attributes:
+        initial_delay: The cap of the first wait, in seconds.
+        max_delay: The largest cap, in seconds.
+        multiplier: How much the cap grows with each failure in a row.
+        reset_after: Seconds a stream must stay synced to reset the backoff.
+        backlog_timeout: A stream whose backlog is incomplete and that sends nothing
+            for this many seconds is given up as stalled; None waits forever. (Once
+            synced, a quiet stream is normal: a dead connection is found by the
+            connection's keepalive, see :func:`open_curator`.)
+        permanent_statuses: Statuses that end the watch instead of being retried.
+        tls_closures: How many connections in a row may be closed by the server
+            during or right after the TLS handshake (in plain text: before it sent
+            anything) before the watch ends with :class:`TLSError`. A server that
+            rejects a client certificate without a TLS alert, or that speaks TLS to
+            a plain-text client, looks like this; so does a server going down at
+            that moment, hence a few tries.
+    """
+
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    reset_after: float = 60.0
+    backlog_timeout: float | None = 60.0
+    permanent_statuses: frozenset[StatusCode] = _PERMANENT_STATUSES
+    tls_closures: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_delay <= self.max_delay or not math.isfinite(self.max_delay):
+            raise ValueError("need 0 < initial_delay <= max_delay, both finite")
+        if self.multiplier < 1:
+            raise ValueError("multiplier must be at least 1")
+        if self.reset_after < 0:
+            raise ValueError("reset_after must not be negative")
+        if self.backlog_timeout is not None and self.backlog_timeout <= 0:
+            raise ValueError("backlog_timeout must be positive (or None)")
+        if self.tls_closures < 1:
+            raise ValueError("tls_closures must be at least 1")
+
+    def is_retryable(self, error: BaseException) -> bool:
+        """Whether a watch that failed with ``error`` should reconnect."""
+        if isinstance(error, CuratorError):
+            return error.status not in self.permanent_statuses
+        return isinstance(error, (ConnectionLost, ProtocolError))
+
+    def delay(self, failures: int, uniform: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after ``failures`` failures in a row (1 for the first).
+
+        Args:
+            failures: How many streams in a row have failed, this one included.
+            uniform: Returns a random number in [0, 1); for tests.
+        """
+        cap = self.initial_delay
+        # Grow step by step up to max_delay: a power could overflow in a long outage.
+        for _ in range(failures - 1):
+            if cap >= self.max_delay:
+                break
+            cap *= self.multiplier
+        return uniform() * min(self.max_delay, cap)
