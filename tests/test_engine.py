@@ -309,6 +309,27 @@ def test_second_last_backlogged_on_a_live_stream_is_a_live_event() -> None:
     assert set(cluster.nodes) == {nid(1), nid(2)}
 
 
+@pytest.mark.parametrize("backlog", [False, True])
+def test_an_id_less_node_or_tombstone_rejects_the_whole_event(backlog: bool) -> None:
+    cluster = synced(make_node(1))
+    if backlog:
+        cluster.restart()
+    before = cluster.nodes
+    nameless = make_node(2)
+    nameless.id = ""
+    for ev in (
+        event([make_node(3), nameless], [nid(1)]),
+        event([make_node(3)], [nid(1), ""], last=True),
+    ):
+        with pytest.raises(ProtocolError, match=r"without an? (node )?id"):
+            apply(cluster, ev)
+        assert same(cluster.nodes, before)
+        assert cluster.synced is not backlog
+    # Nothing of the rejected events was kept, in the backlog either.
+    apply(cluster, event([make_node(4)], last=True))
+    assert set(cluster.nodes) == ({nid(4)} if backlog else {nid(1), nid(4)})
+
+
 def test_undecodable_node_leaves_the_cluster_untouched() -> None:
     cluster = synced(make_node(1), make_node(2))
     before = cluster.nodes
