@@ -36,7 +36,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import trionodes
-from trionodes import BatchKind, Node, NodeBatch, NodeState, StatusCode
+from trionodes import BatchKind, Node, NodeBatch, NodeState, StatusCode, WatchStats
 from trionodes._cli import (
     EXIT_ERROR,
     EXIT_OK,
@@ -45,6 +45,7 @@ from trionodes._cli import (
     ChangePrinter,
     NodeTable,
     age_text,
+    connection_text,
     demo_nodes,
     diff_nodes,
     format_deleted,
@@ -486,9 +487,36 @@ def test_node_table_rows() -> None:
     assert [row.node.id for row in table.rows()] == [make_node(1).id, make_node(3).id]
 
 
-def rendered(table: NodeTable, last_log: logging.LogRecord | None = None) -> list[str]:
+LIVE = WatchStats(connected=True, synced=True)
+
+
+def test_connection_text() -> None:
+    lost = trionodes.ConnectionLost("gone")
+    assert [
+        connection_text(stats).plain
+        for stats in (
+            WatchStats(),
+            WatchStats(connected=True),
+            LIVE,
+            WatchStats(last_error=lost),
+            WatchStats(last_error=lost, reconnects=1),
+            WatchStats(connected=True, synced=True, last_error=lost, reconnects=2),
+        )
+    ] == [
+        "connecting",
+        "syncing",
+        "live",
+        "reconnecting",
+        "reconnecting · 1 reconnect",
+        "live · 2 reconnects",
+    ]
+
+
+def rendered(
+    table: NodeTable, stats: WatchStats = LIVE, last_log: logging.LogRecord | None = None
+) -> list[str]:
     console = Console(file=io.StringIO(), width=150, color_system=None)
-    console.print(render_table(table, "trionodes top · h:1", last_log))
+    console.print(render_table(table, "trionodes top · h:1", stats, last_log))
     assert isinstance(console.file, io.StringIO)
     return [line.rstrip() for line in console.file.getvalue().splitlines()]
 
@@ -496,15 +524,17 @@ def rendered(table: NodeTable, last_log: logging.LogRecord | None = None) -> lis
 def test_render_table() -> None:
     clock = FakeClock()
     table = NodeTable(clock)
-    assert rendered(table)[0] == "trionodes top · h:1 · waiting for the cluster…"
+    assert rendered(table, WatchStats())[0] == (
+        "trionodes top · h:1 · waiting for the cluster… · connecting"
+    )
     table.new(make_node(1, controller=True))
     table.new(make_node(2, state=NodeState.NEW))
     table.batch_done()
     table.deleted(make_node(2, state=NodeState.NEW))
     clock.now += 9
     record = trionodes_log_record("watch failed: connection lost; reconnecting in 0.40 s")
-    lines = rendered(table, record)
-    assert lines[0] == "trionodes top · h:1 · 1 node, 1 up"
+    lines = rendered(table, last_log=record)
+    assert lines[0] == "trionodes top · h:1 · 1 node, 1 up · live"
     body = [line.split() for line in lines[1:] if "metropolis" in line]
     assert body == [
         ["metropolis-…00000001", "UP", "10.0.0.1", "worker,controller", "-", "-"],
@@ -770,7 +800,7 @@ async def test_top_once_prints_the_cluster(fake: FakeCurator) -> None:
         lines = [await top.line() for _ in range(7)]
         status, stderr = await top.wait()
     assert status == EXIT_OK, stderr
-    assert title.strip() == f"trionodes top · {endpoint(fake)} · 4 nodes, 3 up"
+    assert title.strip() == f"trionodes top · {endpoint(fake)} · 4 nodes, 3 up · live"
     rows = [line.split() for line in lines if "metropolis" in line]
     assert rows == [
         ["metropolis-…00000001", "UP", "10.0.0.1", "controller,consensus", "-", "-"],

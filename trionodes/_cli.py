@@ -27,13 +27,13 @@ from typing import Any, TypeVar
 import click
 import trio
 from rich import box
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 import trionodes
-from trionodes import Node, NodeBatch, NodeState, TrionodesError
+from trionodes import Node, NodeBatch, NodeState, TrionodesError, WatchStats
 
 from ._groups import _leaves
 from .testing import make_node, open_fake_curator, run_churn, server_ssl_context
@@ -481,26 +481,46 @@ _STATE_STYLES = {
 }
 
 
-def render_table(table: NodeTable, title: str, last_log: logging.LogRecord | None = None) -> Table:
+def connection_text(stats: WatchStats) -> Text:
+    """The state of a watch's stream in a word or two, styled, and its reconnects.
+
+    ``connecting`` before the first stream is up, ``syncing`` while a backlog comes
+    in, ``live`` once it is in, ``reconnecting`` after a fault; then the number of
+    reconnects, if any.
+    """
+    if stats.connected:
+        text = Text("live", "green") if stats.synced else Text("syncing", "yellow")
+    elif stats.last_error is None:
+        text = Text("connecting", "yellow")
+    else:
+        text = Text("reconnecting", "red")
+    if stats.reconnects:
+        text.append(f" · {stats.reconnects} reconnect{'' if stats.reconnects == 1 else 's'}")
+    return text
+
+
+def render_table(
+    table: NodeTable,
+    title: str,
+    stats: WatchStats,
+    last_log: logging.LogRecord | None = None,
+) -> Group:
     """The screen of ``trionodes top``: a rich renderable.
 
     Args:
         table: The rows.
-        title: The first line (what is being watched).
-        last_log: The latest warning from the library, if any (for example a
-            reconnect), shown below the table.
+        title: The start of the first line (what is being watched).
+        stats: The watch's state, shown at the end of the first line.
+        last_log: The latest log line from the library, if any (for example a
+            reconnect and its cause), shown below the table.
     """
     rows = table.rows()
     present = [row for row in rows if not row.gone]
     up = sum(row.node.state is NodeState.UP for row in present)
     status = f"{_count(len(present))}, {up} up" if table.synced else "waiting for the cluster…"
-    grid = Table(
-        title=Text(f"{title} · {status}", style="bold"),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        caption=_log_text(last_log),
-        caption_justify="left",
-    )
+    heading = Text(f"{title} · {status} · ", style="bold")
+    heading.append(connection_text(stats))
+    grid = Table(box=box.SIMPLE_HEAD)
     for header in ("NODE", "STATE", "ADDRESS", "ROLES", "CHANGED", "LAST CHANGE"):
         grid.add_column(header, no_wrap=True, overflow="ellipsis")
     for row in rows:
@@ -518,12 +538,11 @@ def render_table(table: NodeTable, title: str, last_log: logging.LogRecord | Non
             row.change or "-",
             style=style,
         )
-    return grid
+    # Heading and log line apart from the table, so they are not wrapped to its width.
+    return Group(heading, grid) if last_log is None else Group(heading, grid, _log_text(last_log))
 
 
-def _log_text(record: logging.LogRecord | None) -> Text | None:
-    if record is None:
-        return None
+def _log_text(record: logging.LogRecord) -> Text:
     when = datetime.datetime.fromtimestamp(record.created)
     return Text(f"{when:%H:%M:%S} {record.levelname.lower()}: {record.getMessage()}", "yellow")
 
@@ -662,13 +681,13 @@ async def run_top(
     ):
         if once:
             await nursery.start(watch.follow, table)
-            show(render_table(table, title))
+            show(render_table(table, title, watch.stats))
             nursery.cancel_scope.cancel()
             return
         nursery.start_soon(watch.follow, table)
         with live() as display:
             while True:
-                display.update(render_table(table, title, last_log.last), refresh=True)
+                display.update(render_table(table, title, watch.stats, last_log.last), refresh=True)
                 await trio.sleep(interval)
 
 
@@ -998,7 +1017,9 @@ def top(
 
     One row per node: its id, state, address and roles, how long ago it last
     changed and what changed. Nodes that leave stay for a few seconds, struck
-    through. The latest warning (for example a reconnect) shows below the table.
+    through. The first line tells whether the stream is live, syncing or
+    reconnecting, and how often it reconnected; the latest failure or recovery
+    shows below the table.
     Works in any terminal, also over SSH. Stop with Ctrl-C.
     """
     target = _target(endpoint, ca, cert, key, server_hostname, no_check_hostname)
