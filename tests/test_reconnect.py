@@ -12,6 +12,8 @@ import trio.testing
 
 import trionodes
 from trionodes import BatchKind, CuratorError, NodeState, StatusCode
+from trionodes._stats import Counters
+from trionodes._watch import _Reconnector
 from trionodes.testing import FakeCurator, make_node, open_fake_curator
 
 from .recorder import Recorder
@@ -316,3 +318,27 @@ def test_policy_says_what_is_retried() -> None:
     assert not policy.is_retryable(ValueError("a bug"))
     lenient = dataclasses.replace(policy, permanent_statuses=frozenset())
     assert lenient.is_retryable(CuratorError(StatusCode.PERMISSION_DENIED))
+
+
+async def test_backoff_starts_over_after_a_healthy_stream(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = trionodes.RetryPolicy(initial_delay=1, max_delay=8, reset_after=60)
+    reconnector = _Reconnector(policy, Counters(), "test watch")
+    # How long each stream stays synced before it fails; None: the watch ends.
+    healthy_for = iter([0, 0, 61, 0, 59, 0, None])
+
+    async def follow_stream() -> None:
+        seconds = next(healthy_for)
+        if seconds is None:
+            return
+        if seconds:
+            reconnector.synced()
+            await trio.sleep(seconds)
+        raise trionodes.ConnectionLost("boom")
+
+    await reconnector.run(follow_stream)
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    counts = [int(message.rsplit("(failure ", 1)[1].split()[0]) for message in failures]
+    # The stream healthy for 61 s resets the count; the one healthy for 59 s does not.
+    assert counts == [1, 2, 1, 2, 3, 4]
