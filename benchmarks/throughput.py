@@ -1,0 +1,187 @@
+"""End-to-end throughput: one-node events from a Curator in another process.
+
+The benchmark Curator (:mod:`benchmarks.server`) serves a 1,000-node cluster, then,
+once the client has synced, streams one-node updates as fast as the client takes
+them. Timed, from the ``stream`` command to the end marker, on Trio and on asyncio:
+
+* trionodes: ``watch_nodes`` with a follower that does nothing but notice the end
+  marker;
+* the baseline: a bare ``async for`` over the generated betterproto2 grpclib stub
+  (``CuratorStub.watch``), which decodes every event; under Trio it runs on a
+  trio-asyncio loop as one asyncio coroutine, the way trionodes runs its calls.
+
+Wall time is the figure; the client's CPU time per event is reported beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+
+import anyio
+import sniffio
+import trio_asyncio
+from grpclib.client import Channel
+
+import trionodes
+from trionodes import Node, WatchRequest
+from trionodes._proto.metropolis.node.core.curator.proto.api import (
+    CuratorStub,
+    WatchEvent,
+    WatchEventProgress,
+    WatchRequestNodesInCluster,
+)
+
+from . import cluster
+from .server import CuratorProcess
+
+NODES = 1_000
+BACKENDS = ("trio", "asyncio")
+
+
+class _EndFollower:
+    """A follower that does nothing but notice the end marker.
+
+    Every new state counts as a change for it (``equals`` is false), as for a
+    follower acting on any change; comparing whole messages, the default, would add
+    betterproto2's ``==`` (about 10 µs a node) to each event.
+    """
+
+    def __init__(self) -> None:
+        self.end = anyio.Event()
+        self._end_id = cluster.node_id(NODES)
+
+    def filter(self, node: Node) -> bool:
+        return True
+
+    def equals(self, a: Node, b: Node) -> bool:
+        return False
+
+    def new(self, node: Node) -> None:
+        if node.id == self._end_id:
+            self.end.set()
+
+    def updated(self, prev: Node, node: Node) -> None:
+        pass
+
+    def deleted(self, prev: Node) -> None:
+        pass
+
+    def batch_done(self) -> None:
+        pass
+
+
+class _Clock:
+    """Wall and CPU time since it was made."""
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        return time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+
+async def trionodes_stream(server: CuratorProcess, events: int) -> tuple[float, float]:
+    """Wall and CPU seconds for ``watch_nodes`` to take ``events`` updates."""
+    async with (
+        trionodes.open_curator("127.0.0.1", server.port) as curator,
+        anyio.create_task_group() as tasks,
+    ):
+        follower = _EndFollower()
+        await tasks.start(trionodes.watch_nodes, curator, follower)
+        clock = _Clock()
+        server.command(f"stream {events}")
+        await follower.end.wait()
+        spent = clock.read()
+        tasks.cancel_scope.cancel()
+    return spent
+
+
+async def _bare_loop(port: int, server: CuratorProcess, events: int) -> tuple[float, float]:
+    """The baseline, all on asyncio: the generated stub in a bare loop."""
+    channel = Channel("127.0.0.1", port)
+    try:
+        stub = CuratorStub(channel)
+        request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
+        received = 0
+        clock = None
+        # The generated stub is typed as an iterator; it is an async generator.
+        events_stream = cast(AsyncGenerator[WatchEvent, None], stub.watch(request))
+        async with contextlib.aclosing(events_stream) as stream:
+            async for event in stream:
+                if clock is None:
+                    if event.progress == WatchEventProgress.LAST_BACKLOGGED:
+                        clock = _Clock()
+                        server.command(f"stream {events}")
+                    continue
+                received += 1
+                if received == events + 1:  # the end marker
+                    return clock.read()
+        raise RuntimeError("the stream ended early")
+    finally:
+        channel.close()
+
+
+async def bare_stream(server: CuratorProcess, events: int) -> tuple[float, float]:
+    """Wall and CPU seconds for the bare stub loop to take ``events`` updates."""
+    if sniffio.current_async_library() == "trio":
+        async with trio_asyncio.open_loop():
+            result: tuple[float, float] = await trio_asyncio.aio_as_trio(_bare_loop)(
+                server.port, server, events
+            )
+            return result
+    return await _bare_loop(server.port, server, events)
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """Measure both clients on both backends; best of a few rounds each."""
+    events = 5_000 if quick else 30_000
+    rounds = 2 if quick else 3
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    with CuratorProcess() as server:
+        server.command(f"cluster {NODES}")
+        for _ in range(rounds):
+            for backend in BACKENDS:
+                for name, client in (("trionodes", trionodes_stream), ("bare", bare_stream)):
+                    wall, cpu = anyio.run(client, server, events, backend=backend)
+                    key = (backend, name)
+                    if key not in best or wall < best[key][0]:
+                        best[key] = (wall, cpu)
+    rows = []
+    for backend in BACKENDS:
+        ours, bare = best[(backend, "trionodes")], best[(backend, "bare")]
+        rows.append(
+            {
+                "backend": backend,
+                "events": events,
+                "trionodes_us": ours[0] / events * 1e6,
+                "bare_us": bare[0] / events * 1e6,
+                "trionodes_cpu_us": ours[1] / events * 1e6,
+                "bare_cpu_us": bare[1] / events * 1e6,
+            }
+        )
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    """The table: µs per event, and the ratios the goals are stated in."""
+    lines = [
+        f"end-to-end throughput, one-node events, {NODES:,}-node cluster (µs per event)",
+        f"{'backend':>8} {'trionodes':>10} {'bare stub':>10} {'ours/bare':>10}"
+        f" {'cpu ours':>9} {'cpu bare':>9}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['backend']:>8} {row['trionodes_us']:>10.1f} {row['bare_us']:>10.1f}"
+            f" {row['trionodes_us'] / row['bare_us']:>9.2f}x"
+            f" {row['trionodes_cpu_us']:>9.1f} {row['bare_cpu_us']:>9.1f}"
+        )
+    trio, asyncio_ = rows
+    lines.append(
+        f"trionodes Trio/asyncio: {trio['trionodes_us'] / asyncio_['trionodes_us']:.2f}x"
+        f"   bare Trio/asyncio: {trio['bare_us'] / asyncio_['bare_us']:.2f}x"
+    )
+    return "\n".join(lines)
