@@ -611,23 +611,229 @@ def _grpc_error(error: CuratorError) -> grpclib.exceptions.GRPCError:
     return grpclib.exceptions.GRPCError(grpclib.const.Status(error.status.value), error.details)
 
 
+class _GatedTransport:
+    """A server connection's transport that can go silent, like a partitioned network.
+
+    Frozen, it reads nothing (what the client sends waits in the kernel, pings too)
+    and holds back every write; thawed, it sends what it held and reads again.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: list[bytes] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._transport.write(data)
+        else:
+            self._held.append(data)
+
+    def freeze(self) -> None:
+        if self._held is None:
+            self._held = []
+            self._transport.pause_reading()
+
+    def thaw(self) -> None:
+        held, self._held = self._held, None
+        if held is None or self._transport.is_closing():
+            return
+        self._transport.write(b"".join(held))
+        self._transport.resume_reading()
+
+
+class _ServerConnection(H2Protocol):
+    """A connection the server accepted, which its :class:`WatchServer` can freeze or drop."""
+
+    transport: _GatedTransport
+
+    def __init__(self, server: _Server, base: H2Protocol) -> None:
+        super().__init__(base.handler, base.config, base.h2_config)
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = _GatedTransport(cast(asyncio.Transport, transport))
+        accepted = self.server.owner._connection_made(self)
+        super().connection_made(cast(asyncio.Transport, self.transport))
+        if not accepted:
+            self.transport.abort()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.server.owner._connection_lost(self)
+        super().connection_lost(exc)
+
+
+class _Server(grpclib.server.Server):
+    """grpclib's server, accepting connections as :class:`_ServerConnection`."""
+
+    def __init__(self, owner: WatchServer, handler: WatchHandler) -> None:
+        super().__init__([_WatchService(handler)], codec=_Codec())
+        self.owner = owner
+
+    def _protocol_factory(self) -> H2Protocol:
+        return _ServerConnection(self, super()._protocol_factory())
+
+
 class WatchServer:
-    """A running gRPC server; see :func:`serve_watch`.
+    """A running gRPC server with network fault controls; see :func:`serve_watch`.
+
+    The controls act on connections, below gRPC: freeze them (a silent network
+    partition), drop them (the server's process killed), stop listening (nothing
+    there), start again on the same port. Call them from the host library (Trio or
+    asyncio).
 
     Attributes:
         host: The address it listens on.
-        port: The port it listens on.
+        port: The port it listens on (the same across restarts).
+        connections_accepted: How many connections it has accepted, across restarts.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        handler: WatchHandler,
+        host: str,
+        port: int,
+        ssl: _ssl.SSLContext | None,
+        bridge: _Bridge,
+    ) -> None:
         self.host = host
         self.port = port
+        self.connections_accepted = 0
+        self._handler = handler
+        self._ssl = ssl
+        self._bridge = bridge
+        self._server: _Server | None = None
+        self._connections: set[_ServerConnection] = set()
+        self._frozen = False
+        self._freeze_new = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether it accepts connections (false after :meth:`refuse_connections`)."""
+        return self._server is not None
+
+    @property
+    def open_connections(self) -> int:
+        """How many accepted connections are open now."""
+        return len(self._connections)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether :meth:`freeze` is in force."""
+        return self._frozen
+
+    def freeze(self, *, new_connections: bool = True) -> None:
+        """Go silent on every open connection, without closing any, until :meth:`thaw`.
+
+        Nothing more is read (so HTTP/2 pings go unanswered) and nothing more is
+        sent; the connections stay established, as in a network partition that
+        drops packets. Calls go on being served into held-back buffers, within the
+        client's flow-control window.
+
+        Args:
+            new_connections: Freeze connections accepted while frozen as well (the
+                TCP handshake completes, then silence: a partition that also swallows
+                new connections). False lets a client that reconnects get through.
+        """
+        self._frozen = True
+        self._freeze_new = new_connections
+        for connection in self._connections:
+            connection.transport.freeze()
+
+    def thaw(self) -> None:
+        """End :meth:`freeze`: send what was held back and read again."""
+        self._frozen = self._freeze_new = False
+        for connection in self._connections:
+            connection.transport.thaw()
+
+    def drop_connections(self) -> None:
+        """Abort every open connection at once: no trailers, no GOAWAY, unsent data lost.
+
+        What a client sees when the server's process is killed. Calls on them are
+        cancelled on the server's side; it keeps listening.
+        """
+        connections, self._connections = self._connections, set()
+        for connection in connections:
+            connection.transport.abort()
+
+    async def refuse_connections(self) -> None:
+        """Stop listening and drop every open connection (:meth:`drop_connections`).
+
+        New connection attempts are refused until :meth:`accept_connections`. Returns
+        once the calls that were open are torn down.
+        """
+        server, self._server = self._server, None
+        self.drop_connections()
+        if server is not None:
+            await self._bridge.run(_stop_server, server)
+
+    async def accept_connections(self) -> None:
+        """Listen again on the same port, after :meth:`refuse_connections`.
+
+        Raises:
+            OSError: The port was taken meanwhile.
+        """
+        if self._server is None:
+            await self._listen(_listening_socket(self.host, self.port))
+
+    async def restart(self) -> None:
+        """Drop every connection and listen again on the same port, like a restarted process."""
+        await self.refuse_connections()
+        await self.accept_connections()
+
+    async def _listen(self, sock: socket.socket) -> None:
+        try:
+            self._server = await self._bridge.run(
+                _start_server, self, self._handler, sock, self._ssl
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _close(self) -> None:
+        server, self._server = self._server, None
+        connections, self._connections = self._connections, set()
+        # asyncio's server leaves accepted connections open (before Python 3.13): close
+        # them as an exiting process would, after what is already queued.
+        for connection in connections:
+            connection.transport.close()
+        if server is not None:
+            await self._bridge.run(_stop_server, server)
+
+    def _connection_made(self, connection: _ServerConnection) -> bool:
+        """Take on a new connection; false if it must be dropped at once."""
+        if connection.server is not self._server:
+            # Accepted before the server stopped listening, its TLS handshake done
+            # only after: it goes the way of the others.
+            return False
+        self.connections_accepted += 1
+        self._connections.add(connection)
+        if self._freeze_new:
+            connection.transport.freeze()
+        return True
+
+    def _connection_lost(self, connection: _ServerConnection) -> None:
+        self._connections.discard(connection)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # Rebinding the port of a restarted server must not wait for TIME_WAIT to pass.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 async def _start_server(
-    handler: WatchHandler, sock: socket.socket, ssl: _ssl.SSLContext | None
-) -> grpclib.server.Server:
-    server = grpclib.server.Server([_WatchService(handler)], codec=_Codec())
+    owner: WatchServer, handler: WatchHandler, sock: socket.socket, ssl: _ssl.SSLContext | None
+) -> _Server:
+    server = _Server(owner, handler)
     await server.start(sock=sock, ssl=ssl)
     return server
 
@@ -647,23 +853,24 @@ async def serve_watch(
 ) -> AsyncIterator[WatchServer]:
     """Serve the Curator's Watch method with ``handler`` until the block ends.
 
+    On exit the server stops listening and closes every connection, after the data
+    already queued on it.
+
     Args:
         handler: Decides what each call receives.
         host: Address to listen on.
         port: Port to listen on; 0 picks a free one.
         ssl: A server TLS context; None for plain text.
+
+    Yields:
+        The server, listening; its fault controls act on its connections.
     """
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
     async with _open_bridge() as bridge:
-        server = await bridge.run(_start_server, handler, sock, ssl)
+        sock = _listening_socket(host, port)
+        server = WatchServer(handler, host, sock.getsockname()[1], ssl, bridge)
+        await server._listen(sock)
         try:
-            yield WatchServer(host, sock.getsockname()[1])
+            yield server
         finally:
             with anyio.CancelScope(shield=True):
-                await bridge.run(_stop_server, server)
+                await server._close()

@@ -41,12 +41,13 @@ from ._proto.metropolis.node.core.curator.proto.api import Node, WatchRequest
 from ._proto.metropolis.proto import common
 from ._proto.version import spec
 from ._tls import server_ssl_context
-from ._transport import serve_watch
+from ._transport import WatchServer, serve_watch
 from ._wire import encode_watch_event
 
 __all__ = [
     "AuthorizePolicy",
     "FakeCurator",
+    "encode_watch_event",
     "make_node",
     "open_fake_curator",
     "run_churn",
@@ -136,20 +137,35 @@ def make_node(
 class _Session:
     """One Watch call being served: a queue of messages and a waker."""
 
-    def __init__(self, fake: FakeCurator, node_id: str | None) -> None:
+    def __init__(self, fake: FakeCurator, node_id: str | None, allowance: int | None) -> None:
         self._fake = fake
         self.node_id = node_id
+        # How many more messages it may send while the fake stalls; None: no stall.
+        self.allowance = allowance
+        # Ended by the fake dropping its connection, not by the client.
+        self.dropped = False
         self._queue: list[bytes | CuratorError] = []
         self._waker: Callable[[], None] | None = None
 
     def push(self, item: bytes | CuratorError) -> None:
         self._queue.append(item)
-        if self._waker is not None:
-            self._waker()
+        self._wake()
 
     def take(self) -> list[bytes | CuratorError]:
-        items, self._queue = self._queue, []
+        if self.allowance is None:
+            items, self._queue = self._queue, []
+        else:
+            items, self._queue = self._queue[: self.allowance], self._queue[self.allowance :]
+            self.allowance -= len(items)
         return items
+
+    def allow(self, allowance: int | None) -> None:
+        self.allowance = allowance
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waker is not None:
+            self._waker()
 
     def set_waker(self, waker: Callable[[], None]) -> None:
         self._waker = waker
@@ -163,11 +179,27 @@ class _Session:
 class FakeCurator:
     """An in-memory cluster served over gRPC; make one with :func:`open_fake_curator`.
 
+    Fault controls, to see how clients cope (each documented below):
+
+    * in the Watch calls: :meth:`fail_streams` (end them with a status),
+      :meth:`send_raw` (send any bytes as a message), :meth:`stall` and
+      :meth:`resume` (stop sending, the connection staying healthy);
+    * in the network, once serving: :meth:`freeze` and :meth:`thaw` (a silent
+      partition), :meth:`drop_connections` (as if the process were killed),
+      :meth:`refuse_connections` and :meth:`accept_connections` (nothing listening
+      on the port, then the same port again), :meth:`restart` (both at once).
+
+    The cluster survives every fault: a client that reconnects gets a backlog of
+    the current cluster.
+
     Attributes:
         host: The address the server listens on.
-        port: The port it listens on.
+        port: The port it listens on (the same across restarts).
         streams_opened: How many Watch calls have been accepted.
         streams_cancelled: How many of them the client cancelled.
+        streams_dropped: How many of them ended because the fake dropped their
+            connection (:meth:`drop_connections`, :meth:`refuse_connections`,
+            :meth:`restart`, or a frozen fake exiting).
         streams_refused: How many Watch calls ``authorize`` refused.
         authorize: None serves every call (the default). Else an
             :data:`AuthorizePolicy`, asked before each new call, like a Curator's
@@ -195,6 +227,7 @@ class FakeCurator:
         self.port = 0
         self.streams_opened = 0
         self.streams_cancelled = 0
+        self.streams_dropped = 0
         self.streams_refused = 0
         self.authorize: AuthorizePolicy | None = None
         self._backlog_nodes_per_event = backlog_nodes_per_event
@@ -205,6 +238,9 @@ class FakeCurator:
         self._raw: dict[str, bytes] = {}
         self._sessions: set[_Session] = set()
         self._idle: anyio.Event | None = None
+        # Messages each call may still send while stalled; None: not stalled.
+        self._stall_allowance: int | None = None
+        self._server: WatchServer | None = None
 
     @property
     def nodes(self) -> Mapping[str, Node]:
@@ -215,6 +251,31 @@ class FakeCurator:
     def active_streams(self) -> int:
         """How many Watch calls are being served now."""
         return len(self._sessions)
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many connections the server has accepted (across restarts)."""
+        return self._serving.connections_accepted
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections are open now."""
+        return self._serving.open_connections
+
+    @property
+    def listening(self) -> bool:
+        """Whether the server accepts connections (false after :meth:`refuse_connections`)."""
+        return self._serving.listening
+
+    @property
+    def stalled(self) -> bool:
+        """Whether :meth:`stall` is in force."""
+        return self._stall_allowance is not None
+
+    @property
+    def frozen(self) -> bool:
+        """Whether :meth:`freeze` is in force."""
+        return self._serving.frozen
 
     def put(self, *nodes: Node) -> None:
         """Create or update ``nodes``, announced in one event."""
@@ -248,9 +309,113 @@ class FakeCurator:
                 session.push(encode_watch_event(own[-1:], []))
 
     def fail_streams(self, status: StatusCode = StatusCode.UNAVAILABLE, details: str = "") -> None:
-        """End every open Watch call with ``status``, after what was already queued."""
+        """End every open Watch call with ``status``, after what was already queued.
+
+        While stalled, the status waits its turn like a message.
+        """
         for session in self._sessions:
             session.push(CuratorError(status, details))
+
+    def send_raw(self, data: bytes, *, node_id: str | None = None) -> int:
+        """Send ``data`` as it is, as one message, on open Watch calls.
+
+        For hostile input: undecodable bytes, or events a Curator never sends, built
+        with :func:`encode_watch_event` (duplicate ids, a node and its tombstone,
+        tombstones for unknown ids, a second ``LAST_BACKLOGGED``). The fake's
+        cluster does not change. There is no size limit: a message of 64 MiB, for
+        example, is ``encode_watch_event([bytes(node)] * 330_000)``.
+
+        Args:
+            data: The serialized message, sent after what was already queued.
+            node_id: None sends it on every NodesInCluster call; a node id, on every
+                NodeInCluster call for that node.
+
+        Returns:
+            How many calls it was queued on.
+        """
+        sessions = [session for session in self._sessions if session.node_id == node_id]
+        for session in sessions:
+            session.push(data)
+        return len(sessions)
+
+    def stall(self, *, after_messages: int = 0) -> None:
+        """Stop sending on Watch calls, open and new, until :meth:`resume`.
+
+        Changes are queued meanwhile. Only the calls stall: connections stay
+        healthy and answer HTTP/2 pings, so keepalive does not notice.
+
+        Args:
+            after_messages: Each call first sends this many more messages (an ending
+                status counts as one); a new call, this many of its backlog. For
+                example ``stall(after_messages=1)`` before a client connects stalls
+                its backlog after the first event.
+        """
+        self._stall_allowance = after_messages
+        for session in self._sessions:
+            session.allow(after_messages)
+
+    def resume(self) -> None:
+        """End :meth:`stall`: calls send everything queued meanwhile."""
+        self._stall_allowance = None
+        for session in self._sessions:
+            session.allow(None)
+
+    def freeze(self, *, new_connections: bool = True) -> None:
+        """Go silent on every connection, without closing any, until :meth:`thaw`.
+
+        A silent network partition: the server neither reads nor sends, so a
+        client's HTTP/2 keepalive pings go unanswered, while the TCP connections
+        stay established. Calls go on being served into held-back buffers (within
+        the client's flow-control window) and changes are queued. A frozen fake
+        that exits drops its connections.
+
+        Args:
+            new_connections: Freeze connections accepted while frozen as well (the
+                TCP handshake completes, then silence). False lets a client that
+                reconnects get through.
+        """
+        self._serving.freeze(new_connections=new_connections)
+
+    def thaw(self) -> None:
+        """End :meth:`freeze`: send what was held back and read again.
+
+        A connection whose client gave up meanwhile is then found closed and its
+        calls end.
+        """
+        self._serving.thaw()
+
+    def drop_connections(self) -> None:
+        """Abort every connection at once, as if the Curator's process were killed.
+
+        No trailers, no GOAWAY: clients see their connection lost. The fake keeps
+        listening.
+        """
+        self._mark_dropped()
+        self._serving.drop_connections()
+
+    async def refuse_connections(self) -> None:
+        """Stop listening and drop every connection, until :meth:`accept_connections`.
+
+        Connection attempts meanwhile are refused, as with a Curator that is down.
+        """
+        self._mark_dropped()
+        await self._serving.refuse_connections()
+
+    async def accept_connections(self) -> None:
+        """Listen again, on the same port, after :meth:`refuse_connections`.
+
+        Raises:
+            OSError: The port was taken meanwhile.
+        """
+        await self._serving.accept_connections()
+
+    async def restart(self) -> None:
+        """Drop every connection and listen again on the same port, with the same cluster.
+
+        Like a Curator's process killed and started again.
+        """
+        self._mark_dropped()
+        await self._serving.restart()
 
     async def wait_idle(self) -> None:
         """Return once no Watch call is being served."""
@@ -274,14 +439,14 @@ class FakeCurator:
                 self.streams_refused += 1
                 raise refusal
         if request.nodes_in_cluster is not None:
-            session = _Session(self, None)
+            session = _Session(self, None, self._stall_allowance)
             for message in self._backlog():
                 session.push(message)
         elif request.node_in_cluster is not None:
             node_id = request.node_in_cluster.node_id
             if not node_id:
                 raise CuratorError(StatusCode.INVALID_ARGUMENT, "node_id is empty")
-            session = _Session(self, node_id)
+            session = _Session(self, node_id, self._stall_allowance)
             if node_id in self._raw:
                 session.push(encode_watch_event(self._node_event_raw(node_id), []))
         else:
@@ -313,9 +478,22 @@ class FakeCurator:
         messages.append(encode_watch_event(chunk, [], last_backlogged=True))
         return messages
 
+    @property
+    def _serving(self) -> WatchServer:
+        if self._server is None:
+            raise RuntimeError("the fake Curator is not serving (see open_fake_curator)")
+        return self._server
+
+    def _mark_dropped(self) -> None:
+        # Every connection goes, and with it every call.
+        for session in self._sessions:
+            session.dropped = True
+
     def _session_closed(self, session: _Session, cancelled: bool) -> None:
         self._sessions.discard(session)
-        if cancelled:
+        if session.dropped:
+            self.streams_dropped += 1
+        elif cancelled:
             self.streams_cancelled += 1
         if not self._sessions and self._idle is not None:
             self._idle.set()
@@ -347,7 +525,8 @@ async def open_fake_curator(
 
     Yields:
         The fake Curator, already serving. On exit, open calls end with
-        ``UNAVAILABLE`` before the server stops.
+        ``UNAVAILABLE`` (a stall ends first) before the server stops and closes its
+        connections; a frozen fake drops them instead.
     """
     fake = FakeCurator(
         backlog_nodes_per_event=backlog_nodes_per_event,
@@ -357,12 +536,20 @@ async def open_fake_curator(
     )
     async with serve_watch(fake, host, port, ssl=ssl) as server:
         fake.host, fake.port = server.host, server.port
+        fake._server = server
         try:
             yield fake
         finally:
-            # End calls with a status: stopping the server alone would cancel them
-            # without trailers, and clients would hang until TCP gives up.
-            fake.fail_streams(StatusCode.UNAVAILABLE, "the Curator is shutting down")
+            fake._server = None
+            if server.frozen:
+                # Nothing gets through a partition: the connections just go.
+                fake._mark_dropped()
+                server.drop_connections()
+            else:
+                # End calls with a status: stopping the server alone would cancel
+                # them without trailers, and clients would hang until TCP gives up.
+                fake.resume()
+                fake.fail_streams(StatusCode.UNAVAILABLE, "the Curator is shutting down")
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHUTDOWN_GRACE):
                 await fake.wait_idle()
 
