@@ -840,6 +840,8 @@ def _log_to_stderr() -> None:
     """Print the library's log (failures, reconnects, recoveries) on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    # The error that ends a watch is printed once, by run_command, as `trionodes: error:`.
+    handler.addFilter(lambda record: record.levelno < logging.ERROR)
     _library_logger().addHandler(handler)
 
 
