@@ -816,38 +816,61 @@ async def test_top_is_once_when_stdout_is_not_a_terminal(fake: FakeCurator) -> N
     assert status == EXIT_OK, stderr
 
 
+class Terminal:
+    """A pseudo-terminal of 30 rows of 120 columns: a command's side and ours."""
+
+    def __init__(self) -> None:
+        controller, self.fd = pty.openpty()
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+        self.screen = trio.lowlevel.FdStream(controller)
+        self.output = b""
+
+    async def read_until(self, text: str) -> None:
+        """Read what the command wrote until ``text`` has appeared."""
+        with trio.fail_after(STARTUP_TIMEOUT):
+            while text.encode() not in self.output:
+                self.output += await self.screen.receive_some()
+
+    async def close(self) -> None:
+        os.close(self.fd)
+        await self.screen.aclose()
+
+
+@contextlib.asynccontextmanager
+async def top_in_a_terminal(
+    fake: FakeCurator, term: str
+) -> AsyncIterator[tuple[Command, Terminal]]:
+    """``trionodes top`` with a terminal as stdin and stdout, of type ``term``."""
+    terminal = Terminal()
+    env = {**os.environ, "TERM": term}
+    command = ["top", "--interval", "0.2", endpoint(fake)]
+    try:
+        async with run(*command, stdout=terminal.fd, stdin=terminal.fd, env=env) as top:
+            yield top, terminal
+    finally:
+        await terminal.close()
+
+
 async def test_top_keeps_a_terminal_up_to_date(fake: FakeCurator) -> None:
     fake.put(make_node(1), make_node(2))
-    controller, terminal = pty.openpty()
-    # A terminal of 30 rows of 120 columns.
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
-    try:
-        async with run(
-            "top", "--interval", "0.2", endpoint(fake), stdout=terminal, stdin=terminal
-        ) as top:
-            os.close(terminal)
-            screen = trio.lowlevel.FdStream(os.dup(controller))
-            output = b""
-
-            async def read_until(text: str) -> None:
-                nonlocal output
-                with trio.fail_after(STARTUP_TIMEOUT):
-                    while text.encode() not in output:
-                        output += await screen.receive_some()
-
-            await read_until("2 nodes, 2 up")
-            assert "metropolis-…00000002" in output.decode()
-            fake.put(make_node(3, state=NodeState.NEW))
-            await read_until("3 nodes, 2 up")
-            await read_until("joined")
-            status, stderr = await top.interrupt()
-            await screen.aclose()
-    finally:
-        os.close(controller)
-        with contextlib.suppress(OSError):
-            os.close(terminal)
+    async with top_in_a_terminal(fake, "xterm-256color") as (top, terminal):
+        await terminal.read_until("2 nodes, 2 up")
+        await terminal.read_until("live")  # styled apart, after an escape sequence
+        assert "metropolis-…00000002" in terminal.output.decode()
+        fake.put(make_node(3, state=NodeState.NEW))
+        await terminal.read_until("3 nodes, 2 up")
+        await terminal.read_until("joined")
+        status, stderr = await top.interrupt()
     assert status == EXIT_OK, stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("term", ["dumb", "unknown"])
+async def test_top_is_once_in_a_terminal_that_cannot_redraw(fake: FakeCurator, term: str) -> None:
+    async with top_in_a_terminal(fake, term) as (top, terminal):
+        status, stderr = await top.wait()  # no Ctrl-C: it ends by itself
+        await terminal.read_until("0 nodes, 0 up")
+    assert status == EXIT_OK, stderr
 
 
 async def test_serve_runs_a_curator_until_ctrl_c() -> None:

@@ -1002,7 +1002,7 @@ def watch(
     "--once",
     is_flag=True,
     help="Print the table once the whole cluster is in, then exit (the default when "
-    "stdout is not a terminal).",
+    "stdout is not a terminal, or one that cannot redraw, TERM=dumb).",
 )
 @_connection_options
 def top(
@@ -1031,6 +1031,8 @@ def top(
         once = True
         # Wide enough for any row: a pipe gets whole cells, never cut ones.
         console = Console(width=_PIPE_WIDTH)
+    elif console.is_dumb_terminal:
+        once = True  # it cannot move the cursor to redraw
     if once:
         _log_to_stderr()
     else:
