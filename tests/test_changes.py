@@ -139,4 +139,3 @@ async def test_curator_error_ends_the_watch_with_a_typed_error(
                 pass
     assert raised.value.status is trionodes.StatusCode.PERMISSION_DENIED
     assert raised.value.details == "no access"
-

@@ -124,9 +124,7 @@ async def watch_error(port: int, ctx: ssl.SSLContext | None) -> trionodes.Triono
     with trio.fail_after(TIMEOUT):
         async with trionodes.open_curator("127.0.0.1", port, ssl=ctx) as curator:
             with pytest.raises(trionodes.TrionodesError) as raised:
-                await trionodes.watch_nodes(
-                    curator, trionodes.SimpleFollower(), retry=FAST_RETRY
-                )
+                await trionodes.watch_nodes(curator, trionodes.SimpleFollower(), retry=FAST_RETRY)
     return raised.value
 
 
