@@ -711,6 +711,10 @@ def make_certificates(directory: Path, host: str) -> ServeFiles:
     Args:
         directory: Where to write them; created if missing.
         host: The address the server listens on.
+
+    Raises:
+        ImportError: trustme, which makes them, is not installed (an optional
+            dependency: only this needs it, and the cryptography package under it).
     """
     import trustme
 
@@ -768,13 +772,17 @@ async def run_serve(
     """Serve a simulated cluster until cancelled, after writing where it listens.
 
     Raises:
-        CommandError: The certificates could not be written, or the server could not
-            listen on ``host:port``.
+        CommandError: The certificates could not be made or written, or the server
+            could not listen on ``host:port``.
     """
     files = None
     if tls_dir is not None:
         try:
             files = make_certificates(tls_dir, host)
+        except ImportError:
+            raise CommandError(
+                "--tls needs trustme to make certificates: pip install 'trionodes[serve-tls]'"
+            ) from None
         except OSError as exc:
             raise CommandError(f"cannot write the certificates into {tls_dir}: {exc}") from exc
     context = (
@@ -1109,7 +1117,8 @@ def top(
     help="Serve mutual TLS, like a real Curator, with a throwaway CA made for this run. "
     "Writes ca.pem, server.pem, server-key.pem, client.pem and client-key.pem into DIR "
     "(created if missing; files of an earlier run are replaced) and prints the "
-    "`trionodes watch` command that uses them.",
+    "`trionodes watch` command that uses them. Needs trustme: "
+    "pip install 'trionodes[serve-tls]'.",
 )
 def serve(
     host: str, port: int, nodes: int, churn: float, seed: int | None, tls_dir: Path | None
