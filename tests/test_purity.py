@@ -35,7 +35,7 @@ import trionodes
 
 FORBIDDEN = frozenset({"trio", "anyio", "asyncio", "grpclib", "trio_asyncio", "sniffio"})
 PACKAGE_DIR = Path(trionodes.__file__).resolve().parent
-PURE_MODULES = ("_engine", "_wire")
+PURE_MODULES = ("_engine", "_wire", "_decode")
 # The generated module the engine takes Node from.
 NODE_MODULE = "trionodes._proto.metropolis.node.core.curator.proto.api"
 
@@ -122,7 +122,12 @@ def test_hand_written_dependencies_import_none_either(module: str) -> None:
     closure = hand_written_closure(f"trionodes.{module}")
     assert f"trionodes.{module}" in closure
     # The engine's dependencies are small and known; a new one deserves a look.
-    assert set(closure) <= {"trionodes._engine", "trionodes._wire", "trionodes._errors"}
+    assert set(closure) <= {
+        "trionodes._engine",
+        "trionodes._wire",
+        "trionodes._decode",
+        "trionodes._errors",
+    }
     for name, imports in closure.items():
         assert forbidden(imports) == [], name
         assert dynamic_imports(PACKAGE_DIR / f"{name.removeprefix('trionodes.')}.py") == []
