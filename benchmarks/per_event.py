@@ -5,13 +5,19 @@ updates are streamed. Each timed step is the whole client-side path for one
 received message: for trionodes, split the raw bytes, decode the one changed node,
 apply it to the cluster and diff it for one follower; for the baseline, decode the
 event and run the Go package's full walk and sort.
+
+Python's cyclic garbage collector is paused while timing: a full collection scans the
+whole process's heap, so it lands, now and then, on whichever event happens to
+trigger it, and says nothing about the algorithm (docs/performance.md has more).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import time
+from collections.abc import Iterator
 
 from trionodes import Node
 from trionodes._engine import Cluster, FollowerView, decode_nodes
@@ -44,6 +50,16 @@ def _node_id(index: int) -> str:
     return f"metropolis-{index:032x}"
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _admit(node: Node) -> bool:
     return True
 
@@ -63,26 +79,26 @@ def trionodes_cost(size: int, updates: list[bytes]) -> float:
     cluster.apply(backlog, dict(zip(raw, nodes, strict=True)))
     view = FollowerView(_admit, _same_address)
     view.take_batch(cluster.nodes)
-    gc.collect()
-    started = time.perf_counter()
-    for message in updates:
-        event = split_watch_event(message)
-        delta = cluster.apply(event, decode_nodes(cluster.to_decode(event)))
-        if delta is not None:
-            view.mark(delta)
-            view.take_batch(cluster.nodes)
-    return (time.perf_counter() - started) / len(updates)
+    with _collector_paused():
+        started = time.perf_counter()
+        for message in updates:
+            event = split_watch_event(message)
+            delta = cluster.apply(event, decode_nodes(cluster.to_decode(event)))
+            if delta is not None:
+                view.mark(delta)
+                view.take_batch(cluster.nodes)
+        return (time.perf_counter() - started) / len(updates)
 
 
 def go_cost(size: int, updates: list[bytes]) -> float:
     """Seconds per one-node event for the Go package's algorithm at ``size`` nodes."""
     watcher = GoStyleWatcher(_admit, _same_address, lambda kind, node: None)
     watcher.handle(WatchEvent(nodes=_cluster_nodes(size)))
-    gc.collect()
-    started = time.perf_counter()
-    for message in updates:
-        watcher.handle(WatchEvent.parse(message))
-    return (time.perf_counter() - started) / len(updates)
+    with _collector_paused():
+        started = time.perf_counter()
+        for message in updates:
+            watcher.handle(WatchEvent.parse(message))
+        return (time.perf_counter() - started) / len(updates)
 
 
 def run(quick: bool = False) -> list[dict[str, float]]:
