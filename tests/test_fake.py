@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 import trio_asyncio
+import trustme
 
 import trionodes
 from trionodes._proto.metropolis.node.core.curator.proto.api import (
@@ -33,6 +34,7 @@ from trionodes.testing import (
     make_node,
     open_fake_curator,
     run_churn,
+    server_ssl_context,
 )
 
 from .test_cleanup import established_connections
@@ -446,6 +448,37 @@ async def test_exit_ends_calls_and_closes_connections(fault: str) -> None:
         except BaseException:
             await fake_cm.__aexit__(None, None, None)
             raise
+
+
+async def test_network_controls_over_mutual_tls() -> None:
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("owner")
+    server_ctx = server_ssl_context(
+        server.cert_chain_pems[0].bytes(),
+        server.private_key_pem.bytes(),
+        client_ca=ca.cert_pem.bytes(),
+    )
+    client_ctx = trionodes.client_ssl_context(
+        ca.cert_pem.bytes(), client.cert_chain_pems[0].bytes(), client.private_key_pem.bytes()
+    )
+    async with open_fake_curator(ssl=server_ctx) as fake:
+        fake.put(make_node(1))
+        async with trionodes.open_curator(fake.host, fake.port, ssl=client_ctx) as curator:
+            async with curator.open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
+                await receive_backlog(stream)
+                fake.freeze()
+                receiver = Receiver(stream)
+                nursery.start_soon(receiver.run)
+                fake.put(make_node(2))
+                fake.thaw()
+                await until(lambda: bool(receiver.received))
+                await fake.restart()
+                await until(lambda: receiver.error is not None)
+                assert isinstance(receiver.error, trionodes.ConnectionLost)
+            async with curator.open_stream(ALL_NODES) as stream:
+                assert len(await receive_backlog(stream)) == 2
+        assert (fake.connections_accepted, fake.streams_dropped) == (2, 1)
 
 
 async def test_controls_need_a_serving_fake() -> None:
