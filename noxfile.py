@@ -170,3 +170,15 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (`python -m benchmarks`, extra arguments passed on)."""
     session.install(".")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Soak run: faults against a changing cluster for minutes (`-- --duration 600`).
+
+    Not in the default sessions. Extra arguments go to `python -m tests.soak`
+    (`-- --help` lists them); it exits non-zero when a follower ends wrong, something
+    leaks or memory grows.
+    """
+    session.install(".")
+    session.run("python", "-m", "tests.soak", *session.posargs)
