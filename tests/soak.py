@@ -46,12 +46,15 @@ from trionodes.testing import (
 
 from .test_cleanup import established_connections
 
-# Faults are found and recovered from quickly, so that many fit in a run.
-RETRY = trionodes.RetryPolicy(
-    initial_delay=0.05, max_delay=0.5, reset_after=5.0, backlog_timeout=1.0
-)
+# Faults are found and recovered from quickly, so that many fit in a run. As with the
+# defaults (30 s against 60 s), keepalive finds a dead connection well before a
+# backlog is given up as stalled.
 KEEPALIVE = 1.0
 KEEPALIVE_TIMEOUT = 1.0
+BACKLOG_TIMEOUT = 2 * (KEEPALIVE + KEEPALIVE_TIMEOUT)
+RETRY = trionodes.RetryPolicy(
+    initial_delay=0.05, max_delay=0.5, reset_after=5.0, backlog_timeout=BACKLOG_TIMEOUT
+)
 # Backlog events of about 64 KiB: a backlog of thousands of nodes spans many events.
 BACKLOG_MESSAGE_BYTES = 64 * 1024
 # Over the client's 4 MiB limit.
@@ -326,7 +329,7 @@ class Faults:
             # Calls opened meanwhile stop after a few backlog events, and time out.
             fake.stall(after_messages=rng.randrange(1, 4))
             fake.fail_streams(StatusCode.UNAVAILABLE, "soak: reconnect into a stall")
-            await self._hold()
+            await self._hold(longest=2 * BACKLOG_TIMEOUT)
         elif kind == "freeze":
             fake.freeze(new_connections=False)
             await self._hold()
