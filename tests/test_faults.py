@@ -267,6 +267,31 @@ async def test_a_silent_connection_is_found_by_keepalive(fake: FakeCurator) -> N
         nursery.cancel_scope.cancel()
 
 
+async def test_a_long_partition_is_waited_out_however_many_keepalives_fail(
+    fake: FakeCurator,
+) -> None:
+    fake.put(make_node(1))
+    async with (
+        trionodes.open_curator(
+            fake.host, fake.port, keepalive=0.05, keepalive_timeout=0.05
+        ) as curator,
+        trionodes.open_node_watch(curator, retry=FAST) as watch,
+    ):
+        await watch.wait_synced()
+        # New connections go silent too: each is closed by its own keepalive before
+        # the Curator sent anything. That is no TLS trouble, however often it happens.
+        fake.freeze(new_connections=True)
+        await until(lambda: watch.stats.reconnects > FAST.tls_closures + 1)
+        error = watch.stats.last_error
+        assert type(error) is trionodes.ConnectionLost
+        assert str(error) == (
+            f"connection to {fake.host}:{fake.port} closed as dead: the Curator did not "
+            "answer a keepalive ping in time"
+        )
+        fake.thaw()
+        await until(lambda: watch.stats.synced)
+
+
 async def test_a_curator_restart_is_an_outage(watched: Watched) -> None:
     await watched.fake.restart()
     watched.fake.delete(nid(3))

@@ -138,11 +138,23 @@ class _TracedProtocol(H2Protocol):
     established = False
     # The server sent some HTTP/2 data (decrypted application data, with TLS).
     received = False
+    # The client closed the connection while it was up: grpclib's keepalive does that
+    # when a ping goes unanswered (closing the channel does too, but then no call
+    # is left to report it).
+    closed_by_client = False
     lost_with: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.established = True
         super().connection_made(transport)
+        close = self.connection.close
+
+        def close_by_client() -> None:
+            if not self.connection.is_closing():
+                self.closed_by_client = True
+            close()
+
+        self.connection.close = close_by_client  # type: ignore[method-assign]
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -240,6 +252,12 @@ def _map_tls_error(exc: _ssl.SSLError, where: str) -> TrionodesError:
 def _explain_lost(channel: _Channel, where: str) -> TrionodesError | None:
     """Say why the latest connection of ``channel`` was lost, if something is known."""
     connection = channel.last_connection
+    if connection is not None and connection.closed_by_client:
+        # Not a TLS matter, whatever was (not) received before.
+        return ConnectionLost(
+            f"connection to {where} closed as dead: the Curator did not answer a "
+            f"keepalive ping in time"
+        )
     if connection is None or connection.received:
         return None
     if isinstance(connection.lost_with, _ssl.SSLError):
