@@ -44,7 +44,7 @@ from trionodes.testing import (
     run_churn,
 )
 
-from .test_cleanup import established_connections
+from .test_cleanup import established_connections, task_count
 
 # Faults are found and recovered from quickly, so that many fit in a run. As with the
 # defaults (30 s against 60 s), keepalive finds a dead connection well before a
@@ -359,15 +359,6 @@ def rss_bytes() -> int:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def task_count() -> int:
-    def walk(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-    root = trio.lowlevel.current_root_task()
-    assert root is not None
-    return walk(root)
 
 
 @dataclasses.dataclass

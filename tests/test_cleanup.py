@@ -43,15 +43,18 @@ async def test_closing_the_curator_closes_its_connection(fake: FakeCurator) -> N
     assert fake.streams_cancelled == 3
 
 
+def task_count() -> int:
+    """How many tasks the running Trio program has."""
+
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return walk(root)
+
+
 async def test_no_task_left_after_a_watch_ends(fake: FakeCurator) -> None:
-    def task_count() -> int:
-        def walk(task: trio.lowlevel.Task) -> int:
-            return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
-
-        root = trio.lowlevel.current_root_task()
-        assert root is not None
-        return walk(root)
-
     before = task_count()
     async with trionodes.open_curator(fake.host, fake.port) as curator:
         async with trionodes.open_node_changes(curator) as changes:
