@@ -924,6 +924,43 @@ def _connection_options(command: _F) -> _F:
     return command
 
 
+def _simulation_options(*, churn: float) -> Callable[[_F], _F]:
+    """Add the options of a simulated cluster to a command; ``churn`` is the default."""
+    options = [
+        click.option(
+            "--nodes",
+            type=click.IntRange(min=0),
+            default=6,
+            show_default=True,
+            metavar="N",
+            help="Nodes in the simulated cluster, at the start and on average.",
+        ),
+        click.option(
+            "--churn",
+            type=click.FloatRange(min=0),
+            default=churn,
+            show_default=True,
+            metavar="PER_SECOND",
+            help="Changes to the cluster per second (joins, state and address changes, "
+            "leaves); 0 for none.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=None,
+            metavar="S",
+            help="Seed for the changes, to repeat a run. Default: different changes each run.",
+        ),
+    ]
+
+    def add(command: _F) -> _F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return add
+
+
 def _target(
     endpoint: tuple[str, int],
     ca: Path | None,
@@ -1084,30 +1121,7 @@ def top(
     metavar="PORT",
     help="Port to listen on; 0 picks a free one (printed at the start).",
 )
-@click.option(
-    "--nodes",
-    type=click.IntRange(min=0),
-    default=6,
-    show_default=True,
-    metavar="N",
-    help="Nodes in the simulated cluster, at the start and on average.",
-)
-@click.option(
-    "--churn",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    metavar="PER_SECOND",
-    help="Changes to the cluster per second (joins, state and address changes, leaves); "
-    "0 for none.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=None,
-    metavar="S",
-    help="Seed for the changes, to repeat a run. Default: different changes each run.",
-)
+@_simulation_options(churn=1.0)
 @click.option(
     "--tls",
     "tls_dir",
@@ -1141,29 +1155,7 @@ def serve(
     metavar="SECONDS",
     help="Stop after this many seconds. Default: run until Ctrl-C.",
 )
-@click.option(
-    "--nodes",
-    type=click.IntRange(min=0),
-    default=6,
-    show_default=True,
-    metavar="N",
-    help="Nodes in the simulated cluster, at the start and on average.",
-)
-@click.option(
-    "--churn",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    metavar="PER_SECOND",
-    help="Changes to the simulated cluster per second; 0 for none.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=None,
-    metavar="S",
-    help="Seed for the changes, to repeat a run. Default: different changes each run.",
-)
+@_simulation_options(churn=2.0)
 def demo(duration: float | None, nodes: int, churn: float, seed: int | None) -> None:
     """Follow a simulated cluster that keeps changing.
 
