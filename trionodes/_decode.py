@@ -28,12 +28,9 @@ import betterproto2
 
 from ._errors import ProtocolError
 from ._proto.metropolis.node.core.curator.proto.api import Node
-from ._wire import _past_end, _read_tag, _read_varint, _skip
+from ._wire import _WIRE_LEN, _WIRE_VARINT, _past_end, _read_tag, _read_varint, _skip
 
 __all__ = ["parse_node"]
-
-_WIRE_VARINT = 0
-_WIRE_LEN = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +171,8 @@ def _decode(table: _Message, buf: bytes, pos: int, end: int) -> Any:
     """Decode the message ``buf[pos:end]`` of the class of ``table``."""
     fields = table.fields
     values: dict[str, Any] = {}
-    unknown = b""
+    # A bytearray: appending to bytes would copy, quadratic in the unknown fields.
+    unknown = bytearray()
     while pos < end:
         tag_pos = pos
         tag = buf[pos]
@@ -214,7 +212,7 @@ def _decode(table: _Message, buf: bytes, pos: int, end: int) -> Any:
             values[field.name] = [value]
     message = table.cls(**values)
     if unknown:
-        message._unknown_fields = unknown
+        message._unknown_fields = bytes(unknown)
     return message
 
 
