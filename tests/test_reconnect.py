@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 import trio
@@ -12,6 +14,7 @@ import trio.testing
 
 import trionodes
 from trionodes import BatchKind, CuratorError, NodeState, StatusCode
+from trionodes._errors import LikelyTLSError
 from trionodes._stats import Counters
 from trionodes._watch import _Reconnector
 from trionodes.testing import FakeCurator, make_node, open_fake_curator
@@ -320,10 +323,21 @@ def test_policy_says_what_is_retried() -> None:
     assert lenient.is_retryable(CuratorError(StatusCode.PERMISSION_DENIED))
 
 
+class StepRecorder(trionodes.RetryPolicy):
+    """A policy that records the backoff step of each wait, and waits no time."""
+
+    steps: ClassVar[list[int]] = []
+
+    def delay(self, failures: int, uniform: Callable[[], float] = random.random) -> float:
+        self.steps.append(failures)
+        return 0.0
+
+
 async def test_backoff_starts_over_after_a_healthy_stream(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    policy = trionodes.RetryPolicy(initial_delay=1, max_delay=8, reset_after=60)
+    caplog.set_level(logging.INFO, logger="trionodes")
+    policy = StepRecorder(reset_after=60)
     reconnector = _Reconnector(policy, Counters(), "test watch")
     # How long each stream stays synced before it fails; None: the watch ends.
     healthy_for = iter([0, 0, 61, 0, 59, 0, None])
@@ -338,7 +352,37 @@ async def test_backoff_starts_over_after_a_healthy_stream(
         raise trionodes.ConnectionLost("boom")
 
     await reconnector.run(follow_stream)
+    # The stream healthy for 61 s resets the backoff; the one healthy for 59 s does not.
+    assert policy.steps == [1, 2, 1, 2, 3, 4]
+    # The log counts failures since the last synced stream.
     failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     counts = [int(message.rsplit("(failure ", 1)[1].split()[0]) for message in failures]
-    # The stream healthy for 61 s resets the count; the one healthy for 59 s does not.
-    assert counts == [1, 2, 1, 2, 3, 4]
+    assert counts == [1, 2, 1, 2, 1, 2]
+    back = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert back == ["test watch is back after 2 failed streams"] * 2
+
+
+async def test_likely_tls_closes_are_retried_for_ever_once_a_message_arrived(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    policy = trionodes.RetryPolicy(initial_delay=0.01, max_delay=0.01, tls_closures=2)
+    reconnector = _Reconnector(policy, Counters(), "test watch")
+    outcomes = iter(["message"] + ["close"] * 5 + [None])
+
+    async def follow_stream() -> None:
+        outcome = next(outcomes)
+        if outcome is None:
+            return
+        if outcome == "message":
+            reconnector.received()
+        raise LikelyTLSError("closed right after the TLS handshake")
+
+    await reconnector.run(follow_stream)  # no TLSError: the settings worked once
+
+    fresh = _Reconnector(policy, Counters(), "test watch")
+
+    async def always_closed() -> None:
+        raise LikelyTLSError("closed right after the TLS handshake")
+
+    with pytest.raises(trionodes.TLSError, match=r"\(2 times in a row\)$"):
+        await fresh.run(always_closed)

@@ -50,10 +50,12 @@ class RetryPolicy:
         permanent_statuses: Statuses that end the watch instead of being retried.
         tls_closures: How many connections in a row may be closed by the server
             during or right after the TLS handshake (in plain text: before it sent
-            anything) before the watch ends with :class:`TLSError`. A server that
-            rejects a client certificate without a TLS alert, or that speaks TLS to
-            a plain-text client, looks like this; so does a server going down at
-            that moment, hence a few tries.
+            anything) before the watch ends with :class:`TLSError`, as long as the
+            watch has never received a message. A server that rejects a client
+            certificate without a TLS alert, or that speaks TLS to a plain-text
+            client, looks like this; so does a server going down at that moment,
+            hence a few tries. Once a message has arrived the settings are known to
+            work, and such closes are retried like any outage.
     """
 
     initial_delay: float = 0.5

@@ -94,17 +94,23 @@ class _Reconnector:
         self._counters = counters
         self._what = what
         self._synced_at: float | None = None
+        # Failures in a row since the last healthy stream: the backoff's step.
         self._failures = 0
+        # Failures since the last synced stream: what the log lines count.
+        self._outage = 0
         self._tls_closures = 0
+        self._ever_received = False
 
     def received(self) -> None:
         """Note that the current stream delivered a message."""
         self._counters.events_received += 1
         self._counters.connected = True
-        self._tls_closures = 0
+        self._ever_received = True
 
     def _give_up_on_tls(self, error: TrionodesError) -> TLSError | None:
-        if not isinstance(error, LikelyTLSError):
+        # Once this connection's settings have worked, such closes are the network's
+        # doing (a proxy whose backend is down, say): retried like any outage.
+        if not isinstance(error, LikelyTLSError) or self._ever_received:
             self._tls_closures = 0
             return None
         self._tls_closures += 1
@@ -116,8 +122,9 @@ class _Reconnector:
         """Note that the current stream's view of the cluster is complete."""
         self._counters.synced = True
         self._synced_at = anyio.current_time()
-        if self._failures:
-            _log.info("%s is back after %d failed streams", self._what, self._failures)
+        if self._outage:
+            _log.info("%s is back after %d failed streams", self._what, self._outage)
+            self._outage = 0
 
     async def run(self, follow_stream: Callable[[], Awaitable[None]]) -> None:
         """Call ``follow_stream`` until it returns or fails beyond retrying.
@@ -151,13 +158,14 @@ class _Reconnector:
                 self._failures = 0
             self._synced_at = None
             self._failures += 1
+            self._outage += 1
             delay = policy.delay(self._failures)
             _log.warning(
                 "%s failed: %s; reconnecting in %.2f s (failure %d in a row)",
                 self._what,
                 failure,
                 delay,
-                self._failures,
+                self._outage,
             )
             await anyio.sleep(delay)
             counters.reconnects += 1
