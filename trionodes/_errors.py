@@ -81,9 +81,10 @@ class TLSError(TrionodesError):
     Deliberately not a :class:`ConnectionLost`: code that reconnects on
     :class:`ConnectionLost` must not retry these forever. When the connection merely
     drops during or right after the TLS handshake, without telling why (an asyncio
-    server, for one, sends no alert), that is a :class:`ConnectionLost` whose message
-    names TLS and the likely cause. The underlying ``ssl.SSLError`` is the
-    ``__cause__``.
+    server, for one, sends no alert), a watch tries again a few times (see
+    :attr:`RetryPolicy.tls_closures`) and then ends with a :class:`TLSError` whose
+    message names TLS and the likely cause. The underlying ``ssl.SSLError``, or the
+    last such connection's error, is the ``__cause__``.
     """
 
 

@@ -279,8 +279,9 @@ def _map_error(exc: BaseException, where: str, channel: _Channel) -> TrionodesEr
     """Translate a transport exception into ours (the original becomes the cause).
 
     TLS failures that retrying cannot fix become :class:`TLSError`; connections that
-    merely close during or right after the TLS handshake become
-    :class:`ConnectionLost` naming TLS and the likely cause.
+    merely close during or right after the TLS handshake become a
+    :class:`LikelyTLSError` naming TLS and the likely cause (the watches retry it a
+    few times). Errors that are already ours pass through.
     """
     if isinstance(exc, TrionodesError):
         return exc
@@ -520,10 +521,12 @@ async def open_curator(
     Raises:
         ValueError: ``server_hostname`` without ``ssl``, or a setting out of range.
 
-    TLS failures surface from the calls: :class:`TLSError` when retrying cannot help
-    (certificate not verifiable, client certificate rejected with a TLS alert, no
-    TLS spoken), :class:`ConnectionLost` naming TLS when the connection just closed
-    during or right after the handshake.
+    TLS failures surface from the watches: :class:`TLSError` when retrying cannot
+    help (certificate not verifiable, client certificate rejected with a TLS alert,
+    no TLS spoken). A connection that just closes during or right after the
+    handshake, without saying why, is tried again a few times (see
+    :attr:`RetryPolicy.tls_closures`) before it, too, ends the watch as a
+    :class:`TLSError`.
     """
     if server_hostname is not None and ssl is None:
         raise ValueError("server_hostname needs ssl")
@@ -600,7 +603,10 @@ class _WatchService:
 
     async def _watch(self, call: grpclib.server.Stream[WatchRequest, bytes]) -> None:
         request = await call.recv_message()
-        assert request is not None
+        if request is None:
+            raise grpclib.exceptions.GRPCError(
+                grpclib.const.Status.INVALID_ARGUMENT, "no WatchRequest was sent"
+            )
         try:
             session = self._handler.open_session(request, peer_cert=call.peer.cert() or None)
         except CuratorError as exc:
@@ -813,8 +819,8 @@ class WatchServer:
     async def _close(self) -> None:
         server, self._server = self._server, None
         connections, self._connections = self._connections, set()
-        # asyncio's server leaves accepted connections open (before Python 3.13): close
-        # them as an exiting process would, after what is already queued.
+        # asyncio's Server.close() leaves accepted connections open (and since 3.12.1
+        # wait_closed() waits for them): close them as an exiting process would.
         for connection in connections:
             connection.transport.close()
         if server is not None:

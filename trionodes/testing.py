@@ -369,6 +369,10 @@ class FakeCurator:
         the client's flow-control window) and changes are queued. A frozen fake
         that exits drops its connections.
 
+        Over TLS the server still notices a client that closes its connection
+        meanwhile (the TLS layer keeps reading below the frozen HTTP/2 layer); over
+        plain text it notices only on :meth:`thaw`. Clients see the same silence.
+
         Args:
             new_connections: Freeze connections accepted while frozen as well (the
                 TCP handshake completes, then silence). False lets a client that
@@ -420,7 +424,9 @@ class FakeCurator:
     async def wait_idle(self) -> None:
         """Return once no Watch call is being served."""
         while self._sessions:
-            self._idle = anyio.Event()
+            # One event for every waiter: a new one per waiter would strand the others.
+            if self._idle is None or self._idle.is_set():
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     # Serving.
