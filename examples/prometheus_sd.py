@@ -121,7 +121,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ca", help="cluster CA certificate (PEM), for mutual TLS")
     parser.add_argument("--cert", help="client certificate (PEM)")
     parser.add_argument("--key", help="client certificate's key (PEM)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if (args.ca, args.cert, args.key).count(None) not in (0, 3):
+        parser.error("mutual TLS needs --ca, --cert and --key together")
+    return args
 
 
 async def main(args: argparse.Namespace) -> None:

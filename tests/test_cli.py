@@ -32,6 +32,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+import trustme
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -763,6 +764,25 @@ async def test_watch_refused_by_the_curator_exits_with_an_error(fake: FakeCurato
         status, stderr = await watch.wait()
     assert status == EXIT_ERROR
     assert stderr == "trionodes: error: Curator answered PERMISSION_DENIED: not an owner\n"
+
+
+async def test_watch_with_tls_against_plain_text_exits_with_a_hint(
+    fake: FakeCurator, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    ca.issue_cert("client@example").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "client.pem")
+    )
+    client = str(tmp_path / "client.pem")
+    tls = ["--ca", str(tmp_path / "ca.pem"), "--cert", client, "--key", client]
+    async with run("watch", endpoint(fake), *tls) as watch:
+        status, stderr = await watch.wait()
+    assert status == EXIT_ERROR
+    error, hint = stderr.splitlines()
+    assert error.startswith("trionodes: error: TLS handshake with ")
+    assert error.endswith("the Curator does not seem to serve TLS there (WRONG_VERSION_NUMBER)")
+    assert hint.startswith("trionodes: hint: TLS needs --ca (the cluster CA), --cert and --key")
 
 
 async def test_watch_reports_a_reconnect_on_stderr_and_goes_on(fake: FakeCurator) -> None:

@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 import trionodes
-from trionodes import Node, NodeBatch, NodeState, TrionodesError, WatchStats
+from trionodes import Node, NodeBatch, NodeState, TLSError, TrionodesError, WatchStats
 
 from ._groups import _leaves
 from .testing import make_node, open_fake_curator, run_churn, server_ssl_context
@@ -821,6 +821,12 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+_TLS_HINT = (
+    "TLS needs --ca (the cluster CA), --cert and --key; if the Curator's certificate "
+    "names another host, add --server-hostname NAME or --no-check-hostname"
+)
+
+
 def run_command(main: Callable[[], Awaitable[object]], *, error: type[BaseException]) -> int:
     """Run ``main`` under Trio; return the exit status (``EXIT_OK`` or ``EXIT_ERROR``).
 
@@ -840,6 +846,9 @@ def run_command(main: Callable[[], Awaitable[object]], *, error: type[BaseExcept
     except* error as group:
         for exc in _leaves(group):
             click.echo(f"trionodes: error: {exc}", err=True)
+            if isinstance(exc, TLSError):
+                # The message speaks of the Python API; say it in options too.
+                click.echo(f"trionodes: hint: {_TLS_HINT}", err=True)
         status = EXIT_ERROR
     return status
 
@@ -894,8 +903,8 @@ def _connection_options(command: _F) -> _F:
             "--ca",
             type=_PEM_FILE,
             metavar="FILE",
-            help="The cluster CA certificate (PEM) to verify the Curator with. "
-            "With --cert and --key, connects over mutual TLS; without them, plain text.",
+            help="The cluster CA certificate (PEM) to verify the Curator with. Give it "
+            "with --cert and --key (mutual TLS); leave all three out for plain text.",
         ),
         click.option(
             "--cert",
