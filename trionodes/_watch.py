@@ -67,20 +67,33 @@ _DECODE_CHUNK = 200
 _DEFAULT_RETRY = RetryPolicy()
 
 
-async def _receive_event(stream: MessageStream, stall_timeout: float | None = None) -> RawEvent:
+async def _receive_event(
+    stream: MessageStream, *, in_backlog: bool, backlog_timeout: float | None = None
+) -> RawEvent:
     """The next event of ``stream``, split.
 
+    Args:
+        stream: The call's messages.
+        in_backlog: Whether the stream's backlog is still coming; once it is in, a
+            quiet stream is normal and a clean end is no breach of contract.
+        backlog_timeout: In a backlog, give up after this many seconds of silence.
+
     Raises:
-        anyio.EndOfStream: The Curator ended the call with status OK.
-        ConnectionLost: Nothing came for ``stall_timeout`` seconds.
+        ProtocolError: The Curator ended the call before its backlog ended.
+        ConnectionLost: The Curator ended the call after its backlog, or sent
+            nothing for ``backlog_timeout`` seconds in the middle of its backlog.
     """
-    if stall_timeout is None:
-        return split_watch_event(await stream.receive())
-    with anyio.move_on_after(stall_timeout):
-        return split_watch_event(await stream.receive())
-    raise ConnectionLost(
-        f"the Curator sent nothing for {stall_timeout:g} s in the middle of its backlog"
-    )
+    timeout = backlog_timeout if in_backlog else None
+    try:
+        if timeout is None:  # the common case: no cancel scope per live event
+            return split_watch_event(await stream.receive())
+        with anyio.move_on_after(timeout):
+            return split_watch_event(await stream.receive())
+    except anyio.EndOfStream:
+        if in_backlog:
+            raise ProtocolError("the Curator closed the stream before its backlog ended") from None
+        raise ConnectionLost("the Curator ended the stream") from None
+    raise ConnectionLost(f"the Curator sent nothing for {timeout:g} s in the middle of its backlog")
 
 
 class _Reconnector:
@@ -375,16 +388,9 @@ class NodeWatch:
         request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
         async with self._curator.open_stream(request) as stream:
             while True:
-                try:
-                    event = await _receive_event(
-                        stream, None if cluster.synced else backlog_timeout
-                    )
-                except anyio.EndOfStream:
-                    if not cluster.synced:
-                        raise ProtocolError(
-                            "the Curator closed the stream before its backlog ended"
-                        ) from None
-                    raise ConnectionLost("the Curator ended the stream") from None
+                event = await _receive_event(
+                    stream, in_backlog=not cluster.synced, backlog_timeout=backlog_timeout
+                )
                 reconnector.received()
                 decoded = await _decode(cluster.to_decode(event))
                 delta = cluster.apply(event, decoded)
@@ -596,10 +602,8 @@ class NodeWatcher:
                 self._apply(await self._look_up())
                 reconnector.synced()
             while not tracker.deleted:
-                try:
-                    event = await _receive_event(stream)
-                except anyio.EndOfStream:
-                    raise ConnectionLost("the Curator ended the stream") from None
+                # NodeInCluster has no backlog to speak of: any end is a lost stream.
+                event = await _receive_event(stream, in_backlog=False)
                 reconnector.received()
                 self._apply(event)
                 if not self._counters.synced and tracker.node is not None:
@@ -617,12 +621,9 @@ class NodeWatcher:
         request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
         async with self._curator.open_stream(request) as stream:
             while True:
-                try:
-                    event = await _receive_event(stream, backlog_timeout)
-                except anyio.EndOfStream:
-                    raise ProtocolError(
-                        "the Curator closed the stream before its backlog ended"
-                    ) from None
+                event = await _receive_event(
+                    stream, in_backlog=True, backlog_timeout=backlog_timeout
+                )
                 for other_id, data in event.nodes:
                     if other_id == node_id:
                         state = data
