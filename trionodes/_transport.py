@@ -878,7 +878,7 @@ async def serve_watch(
     """Serve the Curator's Watch method with ``handler`` until the block ends.
 
     On exit the server stops listening and closes every connection, after the data
-    already queued on it.
+    already queued on it (what a frozen connection held back is dropped with it).
 
     Args:
         handler: Decides what each call receives.
