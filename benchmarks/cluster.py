@@ -14,7 +14,7 @@ import functools
 from collections.abc import Iterator, Sequence
 
 from trionodes import Node
-from trionodes._wire import encode_watch_event
+from trionodes._core.wire import encode_watch_event
 from trionodes.testing import make_node
 
 # Distinct node bodies to draw from: enough variety, quick to encode (~0.3 s).

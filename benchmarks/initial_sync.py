@@ -30,7 +30,7 @@ import anyio
 
 import trionodes
 from trionodes import Node
-from trionodes._decode import parse_node
+from trionodes._core.decode import parse_node
 
 from . import cluster
 from .server import CuratorProcess

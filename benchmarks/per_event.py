@@ -20,9 +20,9 @@ import time
 from collections.abc import Iterator
 
 from trionodes import Node
-from trionodes._engine import Cluster, FollowerView, decode_nodes
+from trionodes._core.engine import Cluster, FollowerView, decode_nodes
+from trionodes._core.wire import encode_watch_event, split_watch_event
 from trionodes._proto.metropolis.node.core.curator.proto.api import WatchEvent
-from trionodes._wire import encode_watch_event, split_watch_event
 from trionodes.testing import make_node
 
 from .go_port import GoStyleWatcher

@@ -24,8 +24,8 @@ import anyio
 
 import trionodes
 from trionodes import BatchKind, RetryPolicy
-from trionodes._engine import Cluster, ClusterDelta, decode_nodes
-from trionodes._wire import split_watch_event
+from trionodes._core.engine import Cluster, ClusterDelta, decode_nodes
+from trionodes._core.wire import split_watch_event
 
 from . import cluster
 from .server import CuratorProcess

@@ -27,7 +27,7 @@ from trionodes._proto.metropolis.node.core.curator.proto.api import (
     WatchRequestNodesInCluster,
 )
 from trionodes._transport import WATCH_PATH, MessageStream
-from trionodes._wire import split_watch_event
+from trionodes._core.wire import split_watch_event
 from trionodes.testing import (
     FakeCurator,
     encode_watch_event,

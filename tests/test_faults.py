@@ -18,7 +18,7 @@ import trio.testing
 import trionodes
 from trionodes import BatchKind, CuratorError, Node, NodeState, StatusCode
 from trionodes._transport import serve_watch
-from trionodes._wire import encode_watch_event
+from trionodes._core.wire import encode_watch_event
 from trionodes.testing import FakeCurator, make_node, open_fake_curator
 
 from .recorder import Recorder

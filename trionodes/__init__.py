@@ -9,7 +9,7 @@ one node::
             await nursery.start(trionodes.watch_nodes, curator, follower)
 """
 
-from ._engine import BatchKind, NodeBatch
+from ._core.engine import BatchKind, NodeBatch
 from ._errors import (
     ConnectionLost,
     CuratorError,
@@ -22,7 +22,7 @@ from ._errors import (
 from ._follower import Follower, SimpleFollower
 from ._proto.metropolis.node.core.curator.proto.api import Node, WatchEvent, WatchRequest
 from ._proto.metropolis.proto.common import NodeState
-from ._retry import RetryPolicy
+from ._core.retry import RetryPolicy
 from ._stats import WatchStats
 from ._tls import client_ssl_context
 from ._transport import Curator, open_curator

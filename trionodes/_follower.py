@@ -9,7 +9,7 @@ from typing import Protocol
 
 import anyio.lowlevel
 
-from ._engine import BatchKind, NodeBatch
+from ._core.engine import BatchKind, NodeBatch
 from ._proto.metropolis.node.core.curator.proto.api import Node
 
 MaybeAwaitable = Awaitable[None] | None

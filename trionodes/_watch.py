@@ -26,7 +26,7 @@ import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._engine import (
+from ._core.engine import (
     BatchKind,
     Cluster,
     ClusterDelta,
@@ -54,10 +54,10 @@ from ._proto.metropolis.node.core.curator.proto.api import (
     WatchRequestNodeInCluster,
     WatchRequestNodesInCluster,
 )
-from ._retry import RetryPolicy
+from ._core.retry import RetryPolicy
 from ._stats import Counters, WatchStats
 from ._transport import Curator, MessageStream
-from ._wire import RawEvent, split_watch_event
+from ._core.wire import RawEvent, split_watch_event
 
 _log = logging.getLogger("trionodes")
 

@@ -42,7 +42,7 @@ from ._proto.metropolis.proto import common
 from ._proto.version import spec
 from ._tls import server_ssl_context
 from ._transport import WatchServer, serve_watch
-from ._wire import encode_watch_event
+from ._core.wire import encode_watch_event
 
 __all__ = [
     "AuthorizePolicy",

@@ -1,4 +1,4 @@
-"""Tests of trionodes._decode: the fast Node decoder agrees with ``Node.parse``.
+"""Tests of trionodes._core.decode: the fast Node decoder agrees with ``Node.parse``.
 
 The promise is a subset: whatever the fast decoder accepts, ``Node.parse`` accepts
 too and builds an identical object (same types, values and unknown fields at every
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trionodes._decode import parse_node
-from trionodes._engine import decode_node
+from trionodes._core.decode import parse_node
+from trionodes._core.engine import decode_node
 from trionodes._errors import ProtocolError
 from trionodes._proto.metropolis.node.core.curator.proto.api import Node
 from trionodes._proto.metropolis.proto import common

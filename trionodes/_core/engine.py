@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import immutables
 
-from ._decode import parse_node
-from ._errors import ProtocolError
-from ._proto.metropolis.node.core.curator.proto.api import Node
-from ._wire import RawEvent
+from .._errors import ProtocolError
+from .._proto.metropolis.node.core.curator.proto.api import Node
+from .decode import parse_node
+from .wire import RawEvent
 
 NodeFilter = Callable[[Node], bool]
 """Says whether a node belongs in a follower's view."""

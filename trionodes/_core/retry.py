@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Callable
 
-from ._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode
+from .._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode
 
 # Statuses by which a Curator says the request itself is wrong: asking again cannot help.
 _PERMANENT_STATUSES = frozenset(

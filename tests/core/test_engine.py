@@ -1,4 +1,4 @@
-"""Tests of trionodes._engine: the pure diff engine (Cluster, FollowerView, NodeTracker).
+"""Tests of trionodes._core.engine: the pure diff engine (Cluster, FollowerView, NodeTracker).
 
 Events are built the way a Curator sends them: serialized nodes wrapped in a
 ``WatchEvent`` by ``encode_watch_event``, then split at the wire level by
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trionodes._engine import (
+from trionodes._core.engine import (
     BatchKind,
     Cluster,
     ClusterDelta,
@@ -26,10 +26,10 @@ from trionodes._engine import (
     decode_node,
     decode_nodes,
 )
+from trionodes._core.wire import RawEvent, encode_watch_event, split_watch_event
 from trionodes._errors import ProtocolError
 from trionodes._proto.metropolis.node.core.curator.proto.api import Node
 from trionodes._proto.metropolis.proto.common import NodeState
-from trionodes._wire import RawEvent, encode_watch_event, split_watch_event
 from trionodes.testing import make_node
 
 # --- Helpers -----------------------------------------------------------------------------

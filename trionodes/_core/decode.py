@@ -26,9 +26,9 @@ from typing import Any
 
 import betterproto2
 
-from ._errors import ProtocolError
-from ._proto.metropolis.node.core.curator.proto.api import Node
-from ._wire import _WIRE_LEN, _WIRE_VARINT, _past_end, _read_tag, _read_varint, _skip
+from .._errors import ProtocolError
+from .._proto.metropolis.node.core.curator.proto.api import Node
+from .wire import _WIRE_LEN, _WIRE_VARINT, _past_end, _read_tag, _read_varint, _skip
 
 __all__ = ["parse_node"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._errors import ProtocolError
+from .._errors import ProtocolError
 
 __all__ = ["RawEvent", "encode_watch_event", "node_id", "split_watch_event"]
 

@@ -1,4 +1,4 @@
-"""Tests of trionodes._wire: splitting a WatchEvent at the protobuf wire level."""
+"""Tests of trionodes._core.wire: splitting a WatchEvent at the protobuf wire level."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from trionodes._core.wire import RawEvent, node_id, split_watch_event
 from trionodes._errors import ProtocolError
 from trionodes._proto.metropolis.node.core.curator.proto.api import (
     Node,
@@ -21,7 +22,6 @@ from trionodes._proto.metropolis.node.core.curator.proto.api import (
 )
 from trionodes._proto.metropolis.proto import common
 from trionodes._proto.version import spec
-from trionodes._wire import RawEvent, node_id, split_watch_event
 
 # --- A tiny protobuf encoder for hand-built messages ------------------------------------
 
@@ -460,10 +460,10 @@ def test_error_messages_are_short_and_say_where() -> None:
 
 
 def test_no_async_or_grpc_imports() -> None:
-    import trionodes._wire
+    import trionodes._core.wire
 
-    assert trionodes._wire.__file__ is not None
-    tree = ast.parse(Path(trionodes._wire.__file__).read_text())
+    assert trionodes._core.wire.__file__ is not None
+    tree = ast.parse(Path(trionodes._core.wire.__file__).read_text())
     modules: set[str] = set()
     for statement in ast.walk(tree):
         if isinstance(statement, ast.Import):
