@@ -92,7 +92,7 @@ def proto(session: nox.Session) -> None:
                 "grpc_tools.protoc",
                 f"--proto_path={PROTO_SRC}",
                 f"--python_betterproto2_out={out}",
-                "--python_betterproto2_opt=client_generation=async,server_generation=async",
+                "--python_betterproto2_opt=client_generation=none,server_generation=none",
                 *protos,
                 env={"XDG_CONFIG_HOME": str(workdir)},
             )

@@ -4,8 +4,6 @@
 # This file has been @generated
 
 __all__ = (
-    "CuratorBase",
-    "CuratorStub",
     "Node",
     "WatchEvent",
     "WatchEventNodeTombstone",
@@ -15,20 +13,11 @@ __all__ = (
     "WatchRequestNodesInCluster",
 )
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from .......message_pool import default_message_pool
-
-if TYPE_CHECKING:
-    import grpclib.server
-    from betterproto2.grpclib.grpclib_client import MetadataLike
-    from grpclib.metadata import Deadline
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
@@ -173,53 +162,4 @@ default_message_pool.register_message(
 )
 
 
-class CuratorStub(betterproto2_grpclib.ServiceStub):
-    async def watch(
-        self,
-        message: "WatchRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[WatchEvent]":
-
-        async for response in self._unary_stream(
-            "/metropolis.node.core.curator.proto.api.Curator/Watch",
-            message,
-            WatchEvent,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-
 from ......proto import common as _____proto__common__
-
-
-class CuratorBase(betterproto2_grpclib.ServiceBase):
-    async def watch(self, message: "WatchRequest") -> "AsyncIterator[WatchEvent]":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield WatchEvent()
-
-    async def __rpc_watch(
-        self, stream: "grpclib.server.Stream[WatchRequest, WatchEvent]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        await self._call_rpc_handler_server_stream(
-            self.watch,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/metropolis.node.core.curator.proto.api.Curator/Watch": grpclib.const.Handler(
-                self.__rpc_watch,
-                grpclib.const.Cardinality.UNARY_STREAM,
-                WatchRequest,
-                WatchEvent,
-            ),
-        }
