@@ -19,10 +19,10 @@ from types import ModuleType
 import pytest
 
 from trionodes import Node, NodeState
-from trionodes._cli import EXIT_OK
+from trionodes.cli import EXIT_OK
 from trionodes.testing import FakeCurator, make_node
 
-from .test_cli import run
+from .cli.process import run
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -1,0 +1,102 @@
+"""The run harness every command shares: Trio, logging, and how a run ends.
+
+A command builds its async main and hands it to :func:`run_command`, which runs it
+under ``trio.run`` and turns how it ended into an exit status: Ctrl-C and a reader
+that closed stdout are a clean end, an expected error is printed as one
+``trionodes: error: ...`` line (no traceback), anything else is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+
+import click
+import trio
+
+from trionodes import TLSError
+
+from . import EXIT_ERROR, EXIT_OK
+
+_TLS_HINT = (
+    "TLS needs --ca (the cluster CA), --cert and --key; if the Curator's certificate "
+    "names another host, add --server-hostname NAME or --no-check-hostname"
+)
+
+_ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+class CommandError(Exception):
+    """A command cannot go on, for a reason printed as the message (exit status 1)."""
+
+
+def run_command(
+    main: Callable[[], Awaitable[object]],
+    *,
+    error: _ErrorTypes,
+    on_interrupt: Callable[[], object] | None = None,
+) -> int:
+    """Run ``main`` under Trio; return the exit status (``EXIT_OK`` or ``EXIT_ERROR``).
+
+    Args:
+        main: The command's async main, called with no arguments.
+        error: The exception types that end the command with an error: each is
+            printed on stderr as ``trionodes: error: MESSAGE`` (a TLS error with a
+            hint about the TLS options) and the status is ``EXIT_ERROR``.
+        on_interrupt: Called after Ctrl-C ended the run, e.g. to say goodbye.
+
+    Ctrl-C and a reader that closed stdout end the run with ``EXIT_OK``. Any other
+    exception is a bug and propagates.
+    """
+    status = EXIT_OK
+    try:
+        trio.run(main)
+    except* KeyboardInterrupt:
+        if on_interrupt is not None:
+            on_interrupt()
+    except* BrokenPipeError:
+        _silence_stdout()
+    except* error as group:
+        for exc in _leaves(group):
+            click.echo(f"trionodes: error: {exc}", err=True)
+            if isinstance(exc, TLSError):
+                # The message speaks of the Python API; say it in options too.
+                click.echo(f"trionodes: hint: {_TLS_HINT}", err=True)
+        status = EXIT_ERROR
+    return status
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The exceptions in ``group`` and in the groups nested in it, in order."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _silence_stdout() -> None:
+    # The reader went away (`trionodes watch | head`): point stdout at /dev/null so
+    # that flushing it at exit does not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def log_to_stderr() -> None:
+    """Print the library's log (failures, reconnects, recoveries) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    # The error that ends a watch is printed once, by run_command, as `trionodes: error:`.
+    handler.addFilter(lambda record: record.levelno < logging.ERROR)
+    library_logger().addHandler(handler)
+
+
+def library_logger() -> logging.Logger:
+    """The ``trionodes`` logger, set to pass on INFO and above."""
+    logger = logging.getLogger("trionodes")
+    # INFO: also the line saying that a watch is back after failures.
+    logger.setLevel(logging.INFO)
+    return logger
