@@ -161,7 +161,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Install trionodes and run `trionodes demo` (extra arguments are passed on)."""
-    session.install(".")
+    session.install(".[cli]")
     session.run("trionodes", "demo", *session.posargs)
 
 
