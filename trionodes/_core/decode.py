@@ -28,7 +28,7 @@ import betterproto2
 
 from .._errors import ProtocolError
 from .._proto.metropolis.node.core.curator.proto.api import Node
-from .wire import _WIRE_LEN, _WIRE_VARINT, _past_end, _read_tag, _read_varint, _skip
+from .wire import WIRE_LEN, WIRE_VARINT, read_field
 
 __all__ = ["parse_node"]
 
@@ -144,7 +144,7 @@ def _message_table(cls: type[Any], tables: dict[type, _Message]) -> _Message:
             convert = _VARINT_TYPES[kind]
         else:
             raise NotImplementedError(f"{cls.__name__}.{name}: unsupported type {kind}")
-        wire_type = _WIRE_VARINT if convert is not None else _WIRE_LEN
+        wire_type = WIRE_VARINT if convert is not None else WIRE_LEN
         table.fields[meta.number << 3 | wire_type] = _Field(
             name, bool(meta.repeated), convert, read
         )
@@ -174,36 +174,22 @@ def _decode(table: _Message, buf: bytes, pos: int, end: int) -> Any:
     # A bytearray: appending to bytes would copy, quadratic in the unknown fields.
     unknown = bytearray()
     while pos < end:
-        tag_pos = pos
-        tag = buf[pos]
-        if tag < 0x80:
-            pos += 1
-        else:
-            tag, pos = _read_tag(buf, pos, end)
+        tag, value, stop = read_field(buf, pos, end)
         field = fields.get(tag)
         if field is None:
             if tag >> 3 in table.numbers:
                 raise ProtocolError(
-                    f"field {tag >> 3} at offset {tag_pos} has the wrong wire type {tag & 7}"
+                    f"field {tag >> 3} at offset {pos} has the wrong wire type {tag & 7}"
                 )
-            pos = _skip(buf, pos, end, tag, tag_pos)
-            unknown += buf[tag_pos:pos]
-            continue
-        # A varint field's value, or a length-delimited field's length.
-        if pos < end and buf[pos] < 0x80:
-            value = buf[pos]
-            pos += 1
-        else:
-            value, pos = _read_varint(buf, pos, end, f"field {tag >> 3}")
-        if field.read is not None:
-            stop = pos + value
-            if stop > end:
-                raise ProtocolError(_past_end(tag >> 3, tag_pos, value, end - pos))
-            value = field.read(buf, pos, stop)
+            unknown += buf[pos:stop]
             pos = stop
+            continue
+        if field.read is not None:
+            value = field.read(buf, value, stop)
         else:
             assert field.convert is not None
             value = field.convert(value)
+        pos = stop
         if not field.repeated:
             values[field.name] = value
         elif field.name in values:
