@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import trio
-import trio.testing
 from click.testing import CliRunner
 
 import trionodes
@@ -75,8 +74,15 @@ async def test_change_printer_follows_a_cluster(
 ) -> None:
     fake.put(*demo_nodes(4))
     written: list[str] = []
+    second = trio.Event()
+
+    def write(text: str) -> None:
+        written.append(text)
+        if len(written) == 2:
+            second.set()
+
     async with trio.open_nursery() as nursery:
-        await nursery.start(trionodes.watch_nodes, curator, ChangePrinter(written.append))
+        await nursery.start(trionodes.watch_nodes, curator, ChangePrinter(write))
         assert written == [
             "initial cluster: 4 nodes\n"
             "  + metropolis-…0001  UP       10.0.0.1        controller,consensus\n"
@@ -85,7 +91,10 @@ async def test_change_printer_follows_a_cluster(
             "  + metropolis-…0004  NEW      10.0.0.4        worker"
         ]
         fake.change(put=[make_node(4), make_node(5)], delete=[make_node(2).id])
-        await trio.testing.wait_all_tasks_blocked()
+        # The stream may be read in another thread, which wait_all_tasks_blocked does not
+        # wait for: wait for the batch itself.
+        with trio.fail_after(STARTUP_TIMEOUT):
+            await second.wait()
         assert written[1:] == [
             "batch 2\n"
             "  ~ metropolis-…0004  state NEW -> UP\n"
