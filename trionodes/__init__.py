@@ -25,7 +25,8 @@ from ._proto.metropolis.proto.common import NodeState
 from ._core.retry import RetryPolicy
 from ._stats import WatchStats
 from ._tls import client_ssl_context
-from ._transport import Curator, open_curator
+from ._curator import Curator
+from ._transport import open_curator
 from ._watch import (
     NodeChanges,
     NodeWatch,
