@@ -125,6 +125,7 @@ class ThreadBridge:
         self._thread.start()
         _live.add(self)
 
+    @trio.lowlevel.enable_ki_protection
     async def stop(self) -> None:
         """Stop the loop, wait until its thread has released everything, and join it."""
         _live.discard(self)
@@ -291,6 +292,9 @@ class _ThreadCall:
 
 
 @contextlib.asynccontextmanager
+# Ctrl-C must not land between making the loop thread and guarding it (a loop half
+# built, or a thread never stopped): it waits for a checkpoint here.
+@trio.lowlevel.enable_ki_protection
 async def open_bridge() -> AsyncIterator[Bridge]:
     """A bridge for the running async library: native under asyncio, a thread under Trio.
 
