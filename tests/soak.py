@@ -42,6 +42,7 @@ from trionodes.testing import (
     make_node,
     open_fake_curator,
     run_churn,
+    settle,
 )
 
 from .test_cleanup import established_connections, task_count
@@ -438,7 +439,7 @@ async def soak(args: argparse.Namespace) -> bool:
                 for i in range(1, args.nodes + 1)
             )
         )
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
         tasks_before, fds_before = task_count(), open_fds()
         print(
             f"soak: {args.nodes} nodes, {args.churn:g} changes/s, {args.duration:g} s, "
@@ -607,7 +608,7 @@ async def soak(args: argparse.Namespace) -> bool:
 
         # Leaks: everything the followers and connections used is gone.
         await poll(lambda: not fake.open_connections and not established_connections(fake.port), 10)
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
         leaks = {
             "tasks": task_count() - tasks_before,
             "fds": open_fds() - fds_before,

@@ -8,9 +8,9 @@ import trio.testing
 
 import trionodes
 from trionodes import NodeState
-from trionodes.testing import FakeCurator, make_node
+from trionodes.testing import FakeCurator, make_node, settle
 
-from .test_watch_nodes import ids, settle
+from .test_watch_nodes import ids
 
 
 async def test_first_batch_is_the_whole_cluster(

@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 import trionodes
-from trionodes.testing import FakeCurator, make_node
+from trionodes.testing import FakeCurator, make_node, settle
 
 
 def established_connections(port: int) -> int:
@@ -36,7 +36,7 @@ async def test_closing_the_curator_closes_its_connection(fake: FakeCurator) -> N
                     scope.cancel()
         # Calls reuse one connection: two ends of one TCP connection.
         assert established_connections(fake.port) == 2
-    await trio.testing.wait_all_tasks_blocked()
+    await settle()
     assert established_connections(fake.port) == 0
     with trio.fail_after(5):
         await fake.wait_idle()
@@ -62,19 +62,5 @@ async def test_no_task_left_after_a_watch_ends(fake: FakeCurator) -> None:
         async with trionodes.watch_node(curator, make_node(1).id) as watcher:
             fake.put(make_node(1))
             await watcher.__anext__()
-    await trio.testing.wait_all_tasks_blocked()
+    await settle()
     assert task_count() == before
-
-
-async def test_reuses_the_callers_trio_asyncio_loop(fake: FakeCurator) -> None:
-    import trio_asyncio
-
-    fake.put(make_node(1))
-    async with (
-        trio_asyncio.open_loop() as loop,
-        trionodes.open_curator(fake.host, fake.port) as curator,
-    ):
-        assert curator._channel._loop is loop
-        async with trionodes.open_node_changes(curator) as changes:
-            batch = await changes.receive()
-        assert [node.id for node in batch.new] == [make_node(1).id]

@@ -17,9 +17,9 @@ import trio.testing
 
 import trionodes
 from trionodes import BatchKind, CuratorError, Node, NodeState, StatusCode
-from trionodes._transport import serve_watch
 from trionodes._core.wire import encode_watch_event
-from trionodes.testing import FakeCurator, make_node, open_fake_curator
+from trionodes._transport import serve_watch
+from trionodes.testing import FakeCurator, make_node, open_fake_curator, settle
 
 from .recorder import Recorder
 
@@ -48,7 +48,7 @@ class Watched:
         self.recorder = recorder
 
     async def settle(self) -> None:
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
 
     async def reconnected(self, times: int = 1) -> None:
         """Wait until the watch has reconnected ``times`` times and synced again."""
@@ -181,7 +181,7 @@ async def test_a_server_that_stalls_mid_backlog_is_given_up_on(fake: FakeCurator
         assert recorder.calls == []  # no partial cluster, ever
         fake.resume()
         await watch.wait_synced()
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
         assert recorder.kinds == [BatchKind.INITIAL]
         assert recorder.view == dict(fake.nodes)
         nursery.cancel_scope.cancel()
@@ -259,7 +259,7 @@ async def test_a_silent_connection_is_found_by_keepalive(fake: FakeCurator) -> N
         fake.freeze(new_connections=False)
         fake.put(make_node(2, state=NodeState.NEW))
         await until(lambda: watch.stats.reconnects == 1 and watch.stats.synced)
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
         assert isinstance(watch.stats.last_error, trionodes.ConnectionLost)
         assert recorder.take() == [("updated", nid(2)), ("done",)]
         assert recorder.kinds[-1] is BatchKind.RESYNC

@@ -17,7 +17,7 @@ from trionodes import BatchKind, CuratorError, NodeState, StatusCode
 from trionodes._errors import LikelyTLSError
 from trionodes._stats import Counters
 from trionodes._watch import _Reconnector
-from trionodes.testing import FakeCurator, make_node, open_fake_curator
+from trionodes.testing import FakeCurator, make_node, open_fake_curator, settle
 
 from .recorder import Recorder
 
@@ -64,7 +64,7 @@ async def test_resync_delivers_only_what_changed_as_one_batch(
         assert recorder.take() == []
         fake.authorize = None
         await until(lambda: len(recorder.kinds) == 2)
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
         assert recorder.take() == [
             ("updated", ids(1)[0]),
             ("new", ids(6)[0]),
@@ -114,7 +114,7 @@ async def test_resync_batches_are_flagged_and_late_live_changes_merge_into_them(
         # The receiver was not reading: a live change after the resync joins the
         # pending resync batch, which stays a resync (it holds a deletion by absence).
         fake.put(make_node(2, state=NodeState.NEW))
-        await trio.testing.wait_all_tasks_blocked()
+        await settle()
         batch = await changes.receive()
         assert batch.resync
         assert [node.id for node in batch.deleted] == ids(3)

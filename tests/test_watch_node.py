@@ -9,9 +9,9 @@ import trio
 
 import trionodes
 from trionodes import NodeState
-from trionodes.testing import FakeCurator, make_node, open_fake_curator
+from trionodes.testing import FakeCurator, make_node, open_fake_curator, settle
 
-from .test_watch_nodes import ids, settle
+from .test_watch_nodes import ids
 
 
 @pytest.fixture

@@ -8,18 +8,13 @@ import trio.testing
 
 import trionodes
 from trionodes import NodeState, SimpleFollower
-from trionodes.testing import FakeCurator, make_node
+from trionodes.testing import FakeCurator, make_node, settle
 
 from .recorder import Recorder
 
 
 def ids(*indexes: int) -> list[str]:
     return [make_node(i).id for i in indexes]
-
-
-async def settle() -> None:
-    """Wait until every message in flight has been handled by both ends."""
-    await trio.testing.wait_all_tasks_blocked()
 
 
 async def test_start_returns_after_whole_cluster_in_one_batch(

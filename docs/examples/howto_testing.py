@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 import trionodes
-from trionodes.testing import FakeCurator, make_node, open_fake_curator
+from trionodes.testing import FakeCurator, make_node, open_fake_curator, settle
 
 NodeState = trionodes.NodeState
 
@@ -92,11 +92,11 @@ async def test_publishes_only_changes_that_matter(
 
     fake.put(make_node(1, labels={"rack": "r9"}))  # not an address change
     fake.put(make_node(2, state=NodeState.NEW))  # not UP
-    await trio.testing.wait_all_tasks_blocked()  # everything in flight is handled
+    await settle()  # everything in flight is handled
     assert len(follower.published) == 1
 
     fake.change(put=[make_node(2)], delete=[make_node(1).id])  # one event
-    await trio.testing.wait_all_tasks_blocked()
+    await settle()
     assert follower.published[1:] == [{make_node(2).id: "10.0.0.2"}]
 
 
