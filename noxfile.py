@@ -1,8 +1,11 @@
 """Developer tasks for trionodes.
 
-List the sessions with ``nox -l`` (e.g. ``.venv/bin/python -m nox -l``). Every
-session builds its virtualenv from the interpreter that runs nox; tool versions
-come from ``[dependency-groups]`` in pyproject.toml.
+List the sessions with ``nox -l`` (e.g. ``.venv/bin/python -m nox -l``). A plain
+``nox`` runs the test suite on every supported Python found on the machine (those
+missing are skipped, unless ``--error-on-missing-interpreters``, which CI passes),
+then the checks: ruff, mypy --strict, the generated-code drift check and the strict
+docs build. The other sessions build their virtualenv from the interpreter that runs
+nox; tool versions come from ``[dependency-groups]`` in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import difflib
 import filecmp
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import nox
 from nox.command import CommandFailed
 
 nox.needs_version = ">=2024.10.9"  # nox.project.dependency_groups
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["tests", "lint", "proto", "docs"]
 nox.options.reuse_venv = "yes"
 # uv when it is installed (faster); otherwise the stdlib venv + pip, which is
 # all a machine with just Python needs.
@@ -30,13 +34,39 @@ PROTO_PKG = ROOT / "trionodes" / "_proto"
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 
+PYTHONS = ["3.11", "3.12", "3.13", "3.14", "3.15"]
+
+
 def _groups(*names: str) -> tuple[str, ...]:
     return nox.project.dependency_groups(PYPROJECT, *names)
 
 
-@nox.session
+def _let_pyenv_shims_find_every_python() -> None:
+    """Make pyenv's ``pythonX.Y`` shims answer for every version pyenv has installed.
+
+    A shim for a version outside the selected ones exits with "command not found",
+    so nox would take that Python for missing. Only when the user chose nothing.
+    """
+    pyenv = shutil.which("pyenv")
+    if pyenv is None or "PYENV_VERSION" in os.environ:
+        return
+    listed = subprocess.run(
+        [pyenv, "versions", "--bare", "--skip-aliases"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    installed = [v for v in listed.stdout.split() if v.rsplit(".", 1)[0] in PYTHONS]
+    if installed:
+        os.environ["PYENV_VERSION"] = ":".join(installed)
+
+
+_let_pyenv_shims_find_every_python()
+
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (extra arguments go to pytest)."""
+    """Run the test suite on each supported Python (extra arguments go to pytest)."""
     session.install(".[test]")
     session.run("pytest", *session.posargs)
 
