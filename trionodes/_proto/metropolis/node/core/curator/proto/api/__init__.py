@@ -4,6 +4,8 @@
 # This file has been @generated
 
 __all__ = (
+    "GetCurrentLeaderRequest",
+    "GetCurrentLeaderResponse",
     "Node",
     "WatchEvent",
     "WatchEventNodeTombstone",
@@ -41,6 +43,42 @@ class WatchEventProgress(betterproto2.Enum):
             "PROGRESS_UNSPECIFIED": 0,
             "PROGRESS_LAST_BACKLOGGED": 1,
         }
+
+
+@dataclass(eq=False, repr=False)
+class GetCurrentLeaderRequest(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message(
+    "metropolis.node.core.curator.proto.api",
+    "GetCurrentLeaderRequest",
+    GetCurrentLeaderRequest,
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetCurrentLeaderResponse(betterproto2.Message):
+    leader_node_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    leader_host: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty when the leader did not say.
+    """
+
+    leader_port: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+
+    this_node_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The node that answered.
+    """
+
+
+default_message_pool.register_message(
+    "metropolis.node.core.curator.proto.api",
+    "GetCurrentLeaderResponse",
+    GetCurrentLeaderResponse,
+)
 
 
 @dataclass(eq=False, repr=False)
