@@ -22,11 +22,10 @@ import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import immutables
-
 from .._errors import ProtocolError
 from .._proto.metropolis.node.core.curator.proto.api import Node
 from .decode import parse_node
+from .frozenmap import FrozenMap
 from .wire import RawEvent
 
 NodeFilter = Callable[[Node], bool]
@@ -102,7 +101,7 @@ class Cluster:
 
     def __init__(self) -> None:
         self._raw: dict[str, bytes] = {}
-        self._nodes: immutables.Map[str, Node] = immutables.Map()
+        self._nodes: FrozenMap[str, Node] = FrozenMap()
         self._synced_once = False
         # While a backlog is being collected: every node id in it and its bytes, and
         # the decoded nodes among them whose bytes differ from the committed state.
@@ -166,20 +165,20 @@ class Cluster:
             final[node_id] = None
         raw = self._raw
         changed: list[str] = []
-        with self._nodes.mutate() as nodes:
-            for node_id, state in final.items():
-                if state is None:
-                    if node_id in raw:
-                        del raw[node_id]
-                        del nodes[node_id]
-                        changed.append(node_id)
-                else:
-                    data, node = state
-                    if node is not None:  # bytes new to this cluster
-                        raw[node_id] = data
-                        nodes[node_id] = node
-                        changed.append(node_id)
-            self._nodes = nodes.finish()
+        nodes = self._nodes.mutate()
+        for node_id, state in final.items():
+            if state is None:
+                if node_id in raw:
+                    del raw[node_id]
+                    del nodes[node_id]
+                    changed.append(node_id)
+            else:
+                data, node = state
+                if node is not None:  # bytes new to this cluster
+                    raw[node_id] = data
+                    nodes[node_id] = node
+                    changed.append(node_id)
+        self._nodes = nodes.finish()
         return ClusterDelta(changed, BatchKind.LIVE) if changed else None
 
     def _states(
@@ -226,12 +225,12 @@ class Cluster:
     def _commit_backlog(self, backlog: dict[str, bytes]) -> ClusterDelta:
         changed = list(self._backlog_changed)
         vanished = [node_id for node_id in self._raw if node_id not in backlog]
-        with self._nodes.mutate() as nodes:
-            for node_id, node in self._backlog_changed.items():
-                nodes[node_id] = node
-            for node_id in vanished:
-                del nodes[node_id]
-            self._nodes = nodes.finish()
+        nodes = self._nodes.mutate()
+        for node_id, node in self._backlog_changed.items():
+            nodes[node_id] = node
+        for node_id in vanished:
+            del nodes[node_id]
+        self._nodes = nodes.finish()
         self._raw = backlog
         self._backlog = None
         self._backlog_changed = {}
@@ -315,7 +314,7 @@ class FollowerView:
     def __init__(self, filter: NodeFilter | None = None, equals: NodeEquals | None = None) -> None:
         self._filter = filter or _admit_all
         self._equals = equals or _message_equals
-        self._view: immutables.Map[str, Node] = immutables.Map()
+        self._view: FrozenMap[str, Node] = FrozenMap()
         self._pending: set[str] = set()
         self._pending_kind: BatchKind | None = BatchKind.INITIAL
 
@@ -363,21 +362,21 @@ class FollowerView:
         new: list[Node] = []
         updated: list[tuple[Node, Node]] = []
         deleted: list[Node] = []
-        with self._view.mutate() as view:
-            for node_id in sorted(self._pending):
-                node = nodes.get(node_id)
-                previous = view.get(node_id)
-                if node is not None and admit(node):
-                    if previous is None:
-                        new.append(node)
-                        view[node_id] = node
-                    elif previous is not node and not equals(previous, node):
-                        updated.append((previous, node))
-                        view[node_id] = node
-                elif previous is not None:
-                    deleted.append(previous)
-                    del view[node_id]
-            result = view.finish()
+        view = self._view.mutate()
+        for node_id in sorted(self._pending):
+            node = nodes.get(node_id)
+            previous = view.get(node_id)
+            if node is not None and admit(node):
+                if previous is None:
+                    new.append(node)
+                    view[node_id] = node
+                elif previous is not node and not equals(previous, node):
+                    updated.append((previous, node))
+                    view[node_id] = node
+            elif previous is not None:
+                deleted.append(previous)
+                del view[node_id]
+        result = view.finish()
         self._view = result
         self._pending.clear()
         self._pending_kind = None
