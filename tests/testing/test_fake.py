@@ -1,6 +1,6 @@
 """The fake Curator: its simulated churn and its fault controls, seen from a client.
 
-The controls are tested with the bare transport (``Curator.open_stream``), whose
+The controls are tested with bare Watch calls (``Curator._open_stream``), whose
 streams do not reconnect, and with a bare HTTP/2 client where the connection
 itself is under test (pings, settings).
 """
@@ -17,17 +17,11 @@ import h2.connection
 import h2.events
 import pytest
 import trio
-import trio.testing
-import trio_asyncio
 import trustme
 
 import trionodes
-from trionodes._proto.metropolis.node.core.curator.proto.api import (
-    WatchRequestNodeInCluster,
-    WatchRequestNodesInCluster,
-)
-from trionodes._transport import WATCH_PATH, MessageStream
 from trionodes._core.wire import split_watch_event
+from trionodes._transport import WATCH_PATH
 from trionodes.testing import (
     FakeCurator,
     encode_watch_event,
@@ -35,15 +29,11 @@ from trionodes.testing import (
     open_fake_curator,
     run_churn,
     server_ssl_context,
+    settle,
 )
 
-from .test_cleanup import established_connections
-
-ALL_NODES = trionodes.WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
-
-
-def one_node(index: int) -> trionodes.WatchRequest:
-    return trionodes.WatchRequest(node_in_cluster=WatchRequestNodeInCluster(make_node(index).id))
+from ..test_cleanup import established_connections
+from .calls import ALL_NODES, Receiver, one_node, receive_backlog
 
 
 async def test_churn_joins_leaves_and_keeps_roles(autojump_clock: trio.abc.Clock) -> None:
@@ -70,38 +60,12 @@ async def test_churn_joins_leaves_and_keeps_roles(autojump_clock: trio.abc.Clock
     assert max(sizes) <= 12  # hovering around the target
 
 
-async def receive_backlog(stream: MessageStream) -> list[str]:
-    """The node ids of a NodesInCluster backlog, in the order received."""
-    ids: list[str] = []
-    while True:
-        event = split_watch_event(await stream.receive())
-        ids += [node_id for node_id, _ in event.nodes]
-        if event.last_backlogged:
-            return ids
-
-
 async def until(condition: Callable[[], bool]) -> None:
     """Wait until ``condition()`` holds (things happen on the asyncio side too)."""
     with trio.fail_after(10):
         # Polled: the state changes on the asyncio side, which has no Trio event to set.
         while not condition():  # noqa: ASYNC110
             await trio.sleep(0.001)
-
-
-class Receiver:
-    """Receives from a stream in the background, to see whether anything arrives."""
-
-    def __init__(self, stream: MessageStream) -> None:
-        self._stream = stream
-        self.received: list[bytes] = []
-        self.error: Exception | None = None
-
-    async def run(self) -> None:
-        try:
-            while True:
-                self.received.append(await self._stream.receive())
-        except (trionodes.TrionodesError, anyio.EndOfStream) as exc:
-            self.error = exc
 
 
 # Calls.
@@ -112,9 +76,9 @@ async def test_send_raw_goes_to_the_calls_asked_for(
 ) -> None:
     fake.put(make_node(1), make_node(2))
     async with (
-        curator.open_stream(ALL_NODES) as cluster,
-        curator.open_stream(one_node(1)) as node_1,
-        curator.open_stream(one_node(2)) as node_2,
+        curator._open_stream(ALL_NODES) as cluster,
+        curator._open_stream(one_node(1)) as node_1,
+        curator._open_stream(one_node(2)) as node_2,
     ):
         await receive_backlog(cluster)
         await node_1.receive()
@@ -137,14 +101,14 @@ async def test_send_raw_sends_a_message_over_the_usual_limit(
 ) -> None:
     node = bytes(make_node(1))
     oversize = encode_watch_event([node] * (5 * 2**20 // len(node)))  # gRPC's usual limit: 4 MiB
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         await receive_backlog(stream)
         fake.send_raw(oversize)
         with pytest.raises(trionodes.ProtocolError, match=str(len(oversize))):
             await stream.receive()
     async with (
         trionodes.open_curator(fake.host, fake.port, max_message_bytes=len(oversize)) as curator,
-        curator.open_stream(ALL_NODES) as stream,
+        curator._open_stream(ALL_NODES) as stream,
     ):
         await receive_backlog(stream)
         fake.send_raw(oversize)
@@ -157,7 +121,7 @@ async def test_stall_mid_backlog_until_resumed(
     fake.put(*(make_node(i) for i in range(10)))  # a backlog of 4 events of 3 nodes
     fake.stall(after_messages=1)
     assert fake.stalled
-    async with curator.open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
+    async with curator._open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
         first = split_watch_event(await stream.receive())
         assert (len(first.nodes), first.last_backlogged) == (3, False)
         receiver = Receiver(stream)
@@ -165,7 +129,7 @@ async def test_stall_mid_backlog_until_resumed(
         fake.put(make_node(10))
         # A later call on the same connection gets its one message: the first
         # would have had its own by then.
-        async with curator.open_stream(ALL_NODES) as later:
+        async with curator._open_stream(ALL_NODES) as later:
             await later.receive()
         assert (receiver.received, receiver.error) == ([], None)
 
@@ -184,7 +148,7 @@ async def test_stall_mid_backlog_until_resumed(
 async def test_stall_counts_an_ending_status_as_a_message(
     fake: FakeCurator, curator: trionodes.Curator
 ) -> None:
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         await receive_backlog(stream)
         fake.stall(after_messages=2)
         fake.put(make_node(1))
@@ -330,7 +294,7 @@ async def test_freeze_holds_changes_back_and_thaw_delivers_them(
     fake: FakeCurator, curator: trionodes.Curator
 ) -> None:
     fake.put(make_node(1))
-    async with curator.open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
+    async with curator._open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
         await receive_backlog(stream)
         fake.freeze(new_connections=False)
         receiver = Receiver(stream)
@@ -339,7 +303,7 @@ async def test_freeze_holds_changes_back_and_thaw_delivers_them(
         # A client that connects now gets the change along with the backlog.
         async with (
             trionodes.open_curator(fake.host, fake.port) as other,
-            other.open_stream(ALL_NODES) as later,
+            other._open_stream(ALL_NODES) as later,
         ):
             assert len(await receive_backlog(later)) == 2
         assert (receiver.received, receiver.error) == ([], None)
@@ -354,12 +318,12 @@ async def test_drop_connections_loses_the_stream_but_keeps_listening(
     fake: FakeCurator, curator: trionodes.Curator
 ) -> None:
     fake.put(make_node(1))
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         await receive_backlog(stream)
         fake.drop_connections()
         with pytest.raises(trionodes.ConnectionLost):
             await stream.receive()
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         assert await receive_backlog(stream) == [make_node(1).id]
     await fake.wait_idle()
     assert (fake.streams_dropped, fake.streams_cancelled) == (1, 1)
@@ -371,14 +335,14 @@ async def test_refused_connections_then_the_same_port_again(
 ) -> None:
     fake.put(make_node(1))
     port = fake.port
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         await receive_backlog(stream)
         await fake.refuse_connections()
         assert (fake.listening, fake.port) == (False, port)
         with pytest.raises(trionodes.ConnectionLost):
             await stream.receive()
     assert fake.open_connections == 0
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         with pytest.raises(trionodes.ConnectionLost) as caught:
             await stream.receive()
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
@@ -386,7 +350,7 @@ async def test_refused_connections_then_the_same_port_again(
     await fake.accept_connections()
     assert (fake.listening, fake.port) == (True, port)
     fake.put(make_node(2))
-    async with curator.open_stream(ALL_NODES) as stream:
+    async with curator._open_stream(ALL_NODES) as stream:
         assert sorted(await receive_backlog(stream)) == [make_node(1).id, make_node(2).id]
     assert fake.connections_accepted == 2
 
@@ -397,8 +361,8 @@ async def test_restart_drops_calls_and_serves_the_same_cluster_on_the_same_port(
     fake.put(make_node(1), make_node(2))
     port = fake.port
     async with (
-        curator.open_stream(ALL_NODES) as cluster,
-        curator.open_stream(one_node(1)) as node,
+        curator._open_stream(ALL_NODES) as cluster,
+        curator._open_stream(one_node(1)) as node,
     ):
         await receive_backlog(cluster)
         await node.receive()
@@ -411,7 +375,7 @@ async def test_restart_drops_calls_and_serves_the_same_cluster_on_the_same_port(
     fake.resume()
     fake.thaw()
     assert fake.port == port
-    async with curator.open_stream(ALL_NODES) as cluster:
+    async with curator._open_stream(ALL_NODES) as cluster:
         assert sorted(await receive_backlog(cluster)) == [make_node(1).id, make_node(2).id]
     assert fake.streams_dropped == 2
     assert fake.connections_accepted == 2
@@ -419,35 +383,33 @@ async def test_restart_drops_calls_and_serves_the_same_cluster_on_the_same_port(
 
 @pytest.mark.parametrize("fault", ["stalled", "frozen"])
 async def test_exit_ends_calls_and_closes_connections(fault: str) -> None:
-    # One loop for both, so that the fake can go first.
-    async with trio_asyncio.open_loop():
-        fake_cm = open_fake_curator()
-        fake = await fake_cm.__aenter__()
-        try:
-            async with trionodes.open_curator(fake.host, fake.port) as curator:
-                async with curator.open_stream(ALL_NODES) as stream:
-                    await receive_backlog(stream)
-                    fake.stall() if fault == "stalled" else fake.freeze()
-                    fake.put(make_node(1))
-                    await fake_cm.__aexit__(None, None, None)
-                    if fault == "stalled":
-                        # What was queued, then the status.
-                        event = split_watch_event(await stream.receive())
-                        assert [i for i, _ in event.nodes] == [make_node(1).id]
-                        with pytest.raises(trionodes.CuratorError) as caught:
-                            await stream.receive()
-                        assert caught.value.status is trionodes.StatusCode.UNAVAILABLE
-                        assert fake.streams_dropped == 0
-                    else:
-                        with pytest.raises(trionodes.ConnectionLost):
-                            await stream.receive()
-                        assert fake.streams_dropped == 1
-                await trio.testing.wait_all_tasks_blocked()
-                # The client still has its Curator open; the server closed its end.
-                assert established_connections(fake.port) == 0
-        except BaseException:
-            await fake_cm.__aexit__(None, None, None)
-            raise
+    fake_cm = open_fake_curator()
+    fake = await fake_cm.__aenter__()
+    try:
+        async with trionodes.open_curator(fake.host, fake.port) as curator:
+            async with curator._open_stream(ALL_NODES) as stream:
+                await receive_backlog(stream)
+                fake.stall() if fault == "stalled" else fake.freeze()
+                fake.put(make_node(1))
+                await fake_cm.__aexit__(None, None, None)
+                if fault == "stalled":
+                    # What was queued, then the status.
+                    event = split_watch_event(await stream.receive())
+                    assert [i for i, _ in event.nodes] == [make_node(1).id]
+                    with pytest.raises(trionodes.CuratorError) as caught:
+                        await stream.receive()
+                    assert caught.value.status is trionodes.StatusCode.UNAVAILABLE
+                    assert fake.streams_dropped == 0
+                else:
+                    with pytest.raises(trionodes.ConnectionLost):
+                        await stream.receive()
+                    assert fake.streams_dropped == 1
+            await settle()  # the server runs on a loop thread
+            # The client still has its Curator open; the server closed its end.
+            assert established_connections(fake.port) == 0
+    except BaseException:
+        await fake_cm.__aexit__(None, None, None)
+        raise
 
 
 async def test_network_controls_over_mutual_tls() -> None:
@@ -465,7 +427,7 @@ async def test_network_controls_over_mutual_tls() -> None:
     async with open_fake_curator(ssl=server_ctx) as fake:
         fake.put(make_node(1))
         async with trionodes.open_curator(fake.host, fake.port, ssl=client_ctx) as curator:
-            async with curator.open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
+            async with curator._open_stream(ALL_NODES) as stream, trio.open_nursery() as nursery:
                 await receive_backlog(stream)
                 fake.freeze()
                 receiver = Receiver(stream)
@@ -476,7 +438,7 @@ async def test_network_controls_over_mutual_tls() -> None:
                 await fake.restart()
                 await until(lambda: receiver.error is not None)
                 assert isinstance(receiver.error, trionodes.ConnectionLost)
-            async with curator.open_stream(ALL_NODES) as stream:
+            async with curator._open_stream(ALL_NODES) as stream:
                 assert len(await receive_backlog(stream)) == 2
         assert (fake.connections_accepted, fake.streams_dropped) == (2, 1)
 
@@ -495,7 +457,7 @@ async def _faults_in_turn() -> list[str]:
     async with open_fake_curator() as fake:
         fake.put(make_node(1))
         async with trionodes.open_curator(fake.host, fake.port) as curator:
-            async with curator.open_stream(ALL_NODES) as stream:
+            async with curator._open_stream(ALL_NODES) as stream:
                 log.append(f"backlog {len(await receive_backlog(stream))}")
                 fake.stall()
                 fake.freeze()
@@ -511,13 +473,13 @@ async def _faults_in_turn() -> list[str]:
                 except trionodes.ConnectionLost:
                     log.append("lost")
             await fake.refuse_connections()
-            async with curator.open_stream(ALL_NODES) as stream:
+            async with curator._open_stream(ALL_NODES) as stream:
                 try:
                     await stream.receive()
                 except trionodes.ConnectionLost as exc:
                     log.append(type(exc.__cause__).__name__)
             await fake.accept_connections()
-            async with curator.open_stream(ALL_NODES) as stream:
+            async with curator._open_stream(ALL_NODES) as stream:
                 log.append(f"backlog {len(await receive_backlog(stream))}")
         with anyio.fail_after(5):
             await fake.wait_idle()

@@ -1,0 +1,1 @@
+"""Tests of trionodes.testing: the cluster model and the two fakes that serve it."""
