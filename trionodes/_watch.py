@@ -27,6 +27,7 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._core.engine import (
+    BacklogLookup,
     BatchKind,
     Cluster,
     ClusterDelta,
@@ -38,11 +39,10 @@ from ._core.engine import (
     decode_node,
     decode_nodes,
 )
+from ._core.retry import GiveUp, ReconnectState, RetryPolicy
+from ._core.stream import end_of_stream_error, silence_error, silence_timeout
+from ._core.wire import RawEvent, split_watch_event
 from ._errors import (
-    ConnectionLost,
-    LikelyTLSError,
-    ProtocolError,
-    TLSError,
     TrionodesError,
     WatchClosed,
 )
@@ -54,10 +54,8 @@ from ._proto.metropolis.node.core.curator.proto.api import (
     WatchRequestNodeInCluster,
     WatchRequestNodesInCluster,
 )
-from ._core.retry import RetryPolicy
 from ._stats import Counters, WatchStats
 from ._transport import Curator, MessageStream
-from ._core.wire import RawEvent, split_watch_event
 
 _log = logging.getLogger("trionodes")
 
@@ -83,61 +81,42 @@ async def _receive_event(
         ConnectionLost: The Curator ended the call after its backlog, or sent
             nothing for ``backlog_timeout`` seconds in the middle of its backlog.
     """
-    timeout = backlog_timeout if in_backlog else None
+    timeout = silence_timeout(in_backlog, backlog_timeout)
     try:
         if timeout is None:  # the common case: no cancel scope per live event
             return split_watch_event(await stream.receive())
         with anyio.move_on_after(timeout):
             return split_watch_event(await stream.receive())
     except anyio.EndOfStream:
-        if in_backlog:
-            raise ProtocolError("the Curator closed the stream before its backlog ended") from None
-        raise ConnectionLost("the Curator ended the stream") from None
-    raise ConnectionLost(f"the Curator sent nothing for {timeout:g} s in the middle of its backlog")
+        raise end_of_stream_error(in_backlog) from None
+    raise silence_error(timeout)
 
 
 class _Reconnector:
     """Runs one stream after another, waiting between failures as the policy says.
 
-    It keeps the watch's counters and logs each failure on the ``trionodes`` logger.
+    The decisions are the pure :class:`ReconnectState`'s; this keeps the watch's
+    counters, logs each failure on the ``trionodes`` logger and sleeps.
     """
 
     def __init__(self, policy: RetryPolicy, counters: Counters, what: str) -> None:
         self.policy = policy
         self._counters = counters
         self._what = what
-        self._synced_at: float | None = None
-        # Failures in a row since the last healthy stream: the backoff's step.
-        self._failures = 0
-        # Failures since the last synced stream: what the log lines count.
-        self._outage = 0
-        self._tls_closures = 0
-        self._ever_received = False
+        self._state = ReconnectState(policy)
 
     def received(self) -> None:
         """Note that the current stream delivered a message."""
         self._counters.events_received += 1
         self._counters.connected = True
-        self._ever_received = True
-
-    def _give_up_on_tls(self, error: TrionodesError) -> TLSError | None:
-        # Once this connection's settings have worked, such closes are the network's
-        # doing (a proxy whose backend is down, say): retried like any outage.
-        if not isinstance(error, LikelyTLSError) or self._ever_received:
-            self._tls_closures = 0
-            return None
-        self._tls_closures += 1
-        if self._tls_closures < self.policy.tls_closures:
-            return None
-        return TLSError(f"{error} ({self._tls_closures} times in a row)")
+        self._state.received()
 
     def synced(self) -> None:
         """Note that the current stream's view of the cluster is complete."""
         self._counters.synced = True
-        self._synced_at = anyio.current_time()
-        if self._outage:
-            _log.info("%s is back after %d failed streams", self._what, self._outage)
-            self._outage = 0
+        outage = self._state.synced(anyio.current_time())
+        if outage:
+            _log.info("%s is back after %d failed streams", self._what, outage)
 
     async def run(self, follow_stream: Callable[[], Awaitable[None]]) -> None:
         """Call ``follow_stream`` until it returns or fails beyond retrying.
@@ -146,41 +125,30 @@ class _Reconnector:
             TrionodesError: A fault that the policy does not retry.
         """
         counters = self._counters
-        policy = self.policy
         while True:
             try:
                 with sole_exception():
                     await follow_stream()
                 return
             except TrionodesError as error:
-                counters.last_error = error
-                if not policy.is_retryable(error):
-                    _log.error("%s failed: %s; not retrying", self._what, error)
-                    raise
-                tls_error = self._give_up_on_tls(error)
-                if tls_error is not None:
-                    counters.last_error = tls_error
-                    _log.error("%s failed: %s; not retrying", self._what, tls_error)
-                    raise tls_error from error
-                failure = error
-                failed_at = anyio.current_time()
+                decision = self._state.failed(error, anyio.current_time())
+                if isinstance(decision, GiveUp):
+                    counters.last_error = decision.error
+                    _log.error("%s failed: %s; not retrying", self._what, decision.error)
+                    if decision.error is error:
+                        raise
+                    raise decision.error from error
+                counters.last_error = failure = error
             finally:
                 counters.connected = counters.synced = False
-            healthy_since = self._synced_at
-            if healthy_since is not None and failed_at - healthy_since >= policy.reset_after:
-                self._failures = 0
-            self._synced_at = None
-            self._failures += 1
-            self._outage += 1
-            delay = policy.delay(self._failures)
             _log.warning(
                 "%s failed: %s; reconnecting in %.2f s (failure %d in a row)",
                 self._what,
                 failure,
-                delay,
-                self._outage,
+                decision.delay,
+                decision.failures,
             )
-            await anyio.sleep(delay)
+            await anyio.sleep(decision.delay)
             counters.reconnects += 1
 
 
@@ -578,11 +546,11 @@ class NodeWatcher:
         self._counters.batches_delivered += 1
         return node
 
-    def _apply(self, event: RawEvent) -> None:
+    def _apply(self, source: RawEvent | BacklogLookup) -> None:
         tracker = self._tracker
-        pending = tracker.to_decode(event)
+        pending = tracker.to_decode(source)
         decoded = None if pending is None else decode_node(pending)
-        if tracker.apply(event, decoded):
+        if tracker.apply(source, decoded):
             self._version += 1
             self._doorbell.ring()
 
@@ -610,13 +578,12 @@ class NodeWatcher:
                     reconnector.synced()
         # Deleted: the stream would stay open and idle forever, so it is closed.
 
-    async def _look_up(self) -> RawEvent:
-        """The node's state in a NodesInCluster backlog, as an event for the tracker.
+    async def _look_up(self) -> BacklogLookup:
+        """The node's state in a NodesInCluster backlog, for the tracker.
 
         Only the ids of the backlog's nodes are read; nothing else is decoded.
         """
-        node_id = self.node_id
-        state: bytes | None = None
+        lookup = BacklogLookup(self.node_id)
         backlog_timeout = self._reconnector.policy.backlog_timeout
         request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
         async with self._curator.open_stream(request) as stream:
@@ -624,16 +591,8 @@ class NodeWatcher:
                 event = await _receive_event(
                     stream, in_backlog=True, backlog_timeout=backlog_timeout
                 )
-                for other_id, data in event.nodes:
-                    if other_id == node_id:
-                        state = data
-                if node_id in event.tombstones:
-                    state = None
-                if event.last_backlogged:
-                    break
-        if state is None:
-            return RawEvent(nodes=(), tombstones=(node_id,), last_backlogged=False)
-        return RawEvent(nodes=((node_id, state),), tombstones=(), last_backlogged=False)
+                if lookup.feed(event):
+                    return lookup
 
 
 @contextlib.asynccontextmanager

@@ -71,6 +71,17 @@ class BatchKind(enum.Enum):
     """
 
 
+class Phase(enum.Enum):
+    """Where a :class:`Cluster` stands in its streams."""
+
+    INITIAL_BACKLOG = "initial backlog"
+    """Collecting the first backlog: nothing is committed yet."""
+    LIVE = "live"
+    """The current stream's backlog is committed; events apply one by one."""
+    RESYNCING = "resyncing"
+    """Collecting a later stream's backlog; the last committed state stays in force."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterDelta:
     """What one applied event changed in a :class:`Cluster`.
@@ -102,10 +113,10 @@ class Cluster:
     def __init__(self) -> None:
         self._raw: dict[str, bytes] = {}
         self._nodes: FrozenMap[str, Node] = FrozenMap()
-        self._synced_once = False
+        self._phase = Phase.INITIAL_BACKLOG
         # While a backlog is being collected: every node id in it and its bytes, and
         # the decoded nodes among them whose bytes differ from the committed state.
-        self._backlog: dict[str, bytes] | None = {}
+        self._backlog: dict[str, bytes] = {}
         self._backlog_changed: dict[str, Node] = {}
 
     @property
@@ -114,17 +125,24 @@ class Cluster:
         return self._nodes
 
     @property
+    def phase(self) -> Phase:
+        """Where the cluster stands in its streams."""
+        return self._phase
+
+    @property
     def synced(self) -> bool:
         """Whether the current stream's backlog has been committed."""
-        return self._backlog is None
+        return self._phase is Phase.LIVE
 
     @property
     def ever_synced(self) -> bool:
         """Whether any backlog has been committed: :attr:`nodes` is meaningful."""
-        return self._synced_once
+        return self._phase is not Phase.INITIAL_BACKLOG
 
     def restart(self) -> None:
         """Begin collecting the backlog of a new stream."""
+        if self._phase is Phase.LIVE:
+            self._phase = Phase.RESYNCING
         self._backlog = {}
         self._backlog_changed = {}
 
@@ -154,7 +172,7 @@ class Cluster:
         # Every lookup happens before anything changes, so a missing node leaves the
         # cluster as it was (never the bytes cache ahead of the nodes).
         states = self._states(event, decoded)
-        if self._backlog is not None:
+        if self._phase is not Phase.LIVE:
             return self._collect(event, states)
         # A second LAST_BACKLOGGED on a live stream breaks the contract, but its
         # nodes are still valid states: apply them like any other event.
@@ -207,7 +225,6 @@ class Cluster:
         self, event: RawEvent, states: list[tuple[str, bytes, Node | None]]
     ) -> ClusterDelta | None:
         backlog = self._backlog
-        assert backlog is not None
         backlog_changed = self._backlog_changed
         for node_id, data, node in states:
             backlog[node_id] = data
@@ -232,10 +249,10 @@ class Cluster:
             del nodes[node_id]
         self._nodes = nodes.finish()
         self._raw = backlog
-        self._backlog = None
+        self._backlog = {}
         self._backlog_changed = {}
-        kind = BatchKind.RESYNC if self._synced_once else BatchKind.INITIAL
-        self._synced_once = True
+        kind = BatchKind.RESYNC if self._phase is Phase.RESYNCING else BatchKind.INITIAL
+        self._phase = Phase.LIVE
         return ClusterDelta(changed + vanished, kind)
 
 
@@ -385,11 +402,52 @@ class FollowerView:
         return NodeBatch(tuple(new), tuple(updated), tuple(deleted), result, kind)
 
 
+class BacklogLookup:
+    """Finds one node's state in a NodesInCluster backlog, fed one event at a time.
+
+    Only ids are compared; nothing is decoded. Across the backlog a node that an
+    event does not mention keeps its earlier state, and a tombstone clears it.
+    Give the finished lookup to :class:`NodeTracker`.
+
+    Args:
+        node_id: The node to look for.
+    """
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self._state: bytes | None = None
+        self._complete = False
+
+    @property
+    def state(self) -> bytes | None:
+        """The node's serialized state so far; None while it is absent or deleted."""
+        return self._state
+
+    @property
+    def complete(self) -> bool:
+        """Whether the backlog's last event has been fed."""
+        return self._complete
+
+    def feed(self, event: RawEvent) -> bool:
+        """Take one backlog event; return whether the backlog is now complete."""
+        node_id = self.node_id
+        for other_id, data in event.nodes:
+            if other_id == node_id:
+                self._state = data
+        if node_id in event.tombstones:
+            self._state = None
+        if event.last_backlogged:
+            self._complete = True
+        return self._complete
+
+
 class NodeTracker:
     """Follows one node id through the events of a NodeInCluster stream.
 
     Events may carry other nodes; they are ignored. Within one event, nodes are
-    applied before tombstones, and the last state of the node wins.
+    applied before tombstones, and the last state of the node wins. A finished
+    :class:`BacklogLookup` is applied like an event that states the node's state:
+    a node it did not find is deleted.
 
     Args:
         node_id: The node to follow.
@@ -411,36 +469,50 @@ class NodeTracker:
         """Whether the node has been deleted."""
         return self._deleted
 
-    def _final(self, event: RawEvent) -> bytes | None:
-        if self.node_id in event.tombstones:
+    def _final(self, source: RawEvent | BacklogLookup) -> bytes | _Unmentioned | None:
+        """The node's state in ``source``: its bytes, None when deleted, or unmentioned."""
+        if isinstance(source, BacklogLookup):
+            return source.state
+        if self.node_id in source.tombstones:
             return None
-        final = None
-        for node_id, data in event.nodes:
+        final: bytes | _Unmentioned = _UNMENTIONED
+        for node_id, data in source.nodes:
             if node_id == self.node_id:
                 final = data
         return final
 
-    def to_decode(self, event: RawEvent) -> bytes | None:
-        """The serialized state of the node in ``event`` that needs decoding, if any."""
-        data = self._final(event)
-        return data if data is not None and data != self._raw and not self._deleted else None
+    def to_decode(self, source: RawEvent | BacklogLookup) -> bytes | None:
+        """The serialized state of the node in ``source`` that needs decoding, if any."""
+        data = self._final(source)
+        if isinstance(data, bytes) and data != self._raw and not self._deleted:
+            return data
+        return None
 
-    def apply(self, event: RawEvent, decoded: Node | None) -> bool:
-        """Apply one event; return whether the node changed or was deleted.
+    def apply(self, source: RawEvent | BacklogLookup, decoded: Node | None) -> bool:
+        """Apply one event or a finished lookup; return whether the node changed or went.
 
         Args:
-            event: The event, split at the wire level.
+            source: The event, split at the wire level, or a complete lookup.
             decoded: The decoded node :meth:`to_decode` asked for, else None.
         """
         if self._deleted:
             return False
-        if self.node_id in event.tombstones:
+        data = self._final(source)
+        if data is None:
             self._deleted = True
             return True
-        data = self._final(event)
-        if data is None or data == self._raw:
+        if data is _UNMENTIONED or data == self._raw:
             return False
+        assert isinstance(data, bytes)
         assert decoded is not None, "to_decode() listed this state"
         self._raw = data
         self._node = decoded
         return True
+
+
+class _Unmentioned(enum.Enum):
+    UNMENTIONED = enum.auto()
+
+
+# An event that does not mention the tracked node.
+_UNMENTIONED = _Unmentioned.UNMENTIONED

@@ -1,7 +1,8 @@
 """When a watch gives up on a stream, and how long it waits before the next one.
 
-Pure: the watch tasks in ``_watch.py`` ask :class:`RetryPolicy` what to do and do the
-waiting themselves.
+Pure: :class:`RetryPolicy` is the user's settings, :class:`ReconnectState` the
+decisions a watch makes with them across streams. The watch tasks in ``_watch.py``
+tell the state what happened and when, and do the waiting and the logging.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import math
 import random
 from collections.abc import Callable
 
-from .._errors import ConnectionLost, CuratorError, ProtocolError, StatusCode
+from .._errors import (
+    ConnectionLost,
+    CuratorError,
+    LikelyTLSError,
+    ProtocolError,
+    StatusCode,
+    TLSError,
+    TrionodesError,
+)
 
 # Statuses by which a Curator says the request itself is wrong: asking again cannot help.
 _PERMANENT_STATUSES = frozenset(
@@ -98,3 +107,93 @@ class RetryPolicy:
                 break
             cap *= self.multiplier
         return uniform() * min(self.max_delay, cap)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retry:
+    """Wait, then open a new stream.
+
+    Attributes:
+        delay: Seconds to wait.
+        failures: Failed streams since the last synced one, this one included (what
+            the log counts; the backoff's step may be smaller).
+    """
+
+    delay: float
+    failures: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GiveUp:
+    """End the watch.
+
+    Attributes:
+        error: What to raise: the stream's own error, or a :class:`TLSError` made
+            from it (to be raised from it).
+    """
+
+    error: TrionodesError
+
+
+class ReconnectState:
+    """The retry decisions of one watch, stream after stream.
+
+    It takes the time as an argument and draws jitter from ``uniform``, so it holds
+    no clock and no I/O.
+
+    Args:
+        policy: The settings.
+        uniform: Returns a random number in [0, 1); for tests.
+    """
+
+    def __init__(self, policy: RetryPolicy, uniform: Callable[[], float] = random.random) -> None:
+        self.policy = policy
+        self._uniform = uniform
+        self._synced_at: float | None = None
+        # Failures in a row since the last healthy stream: the backoff's step.
+        self._failures = 0
+        # Failures since the last synced stream: what the log lines count.
+        self._outage = 0
+        self._tls_closures = 0
+        self._ever_received = False
+
+    def received(self) -> None:
+        """Note that the current stream delivered a message."""
+        self._ever_received = True
+
+    def synced(self, now: float) -> int:
+        """Note that the current stream's view became complete at ``now``.
+
+        Returns:
+            How many streams failed since the last synced one (0: no outage ended).
+        """
+        self._synced_at = now
+        ended, self._outage = self._outage, 0
+        return ended
+
+    def failed(self, error: TrionodesError, now: float) -> Retry | GiveUp:
+        """Decide what follows the current stream's failure with ``error`` at ``now``."""
+        policy = self.policy
+        if not policy.is_retryable(error):
+            return GiveUp(error)
+        tls_error = self._count_tls_closure(error)
+        if tls_error is not None:
+            return GiveUp(tls_error)
+        healthy_since = self._synced_at
+        if healthy_since is not None and now - healthy_since >= policy.reset_after:
+            self._failures = 0
+        self._synced_at = None
+        self._failures += 1
+        self._outage += 1
+        return Retry(policy.delay(self._failures, self._uniform), self._outage)
+
+    def _count_tls_closure(self, error: TrionodesError) -> TLSError | None:
+        # Once this connection's settings have worked, such closes are the network's
+        # doing (a proxy whose backend is down, say): retried like any outage.
+        if not isinstance(error, LikelyTLSError) or self._ever_received:
+            self._tls_closures = 0
+            return None
+        self._tls_closures += 1
+        if self._tls_closures < self.policy.tls_closures:
+            return None
+        return TLSError(f"{error} ({self._tls_closures} times in a row)")
