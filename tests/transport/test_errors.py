@@ -33,10 +33,12 @@ from trionodes._errors import (
 from trionodes._transport.errors import (
     _BY_TYPE,
     ALERTS,
+    GOAWAY_MEANINGS,
     NOT_TLS_REASONS,
     VERIFY_HINT_OTHERWISE,
     VERIFY_HINTS,
     ConnectionTrace,
+    GoAway,
     explain_lost,
     map_error,
     map_tls_error,
@@ -73,14 +75,16 @@ def trace(
     tls: bool = True,
     established: bool = True,
     received: bool = False,
-    closed_by_client: bool = False,
+    ping_unanswered: bool = False,
+    goaway: GoAway | None = None,
     lost_with: BaseException | None = None,
 ) -> ConnectionTrace:
     return ConnectionTrace(
         tls=tls,
         established=established,
         received=received,
-        closed_by_client=closed_by_client,
+        ping_unanswered=ping_unanswered,
+        goaway=goaway,
         lost_with=lost_with,
     )
 
@@ -261,11 +265,11 @@ def test_connection_trace_is_frozen() -> None:
 @pytest.mark.parametrize(
     "lost_with", [None, ssl_error(ssl.SSLError, "TLSV13_ALERT_CERTIFICATE_REQUIRED"), OSError("x")]
 )
-def test_closed_by_client_is_a_dead_connection(
+def test_ping_unanswered_is_a_dead_connection(
     received: bool, tls: bool, lost_with: BaseException | None
 ) -> None:
     explained = explain_lost(
-        trace(tls=tls, received=received, closed_by_client=True, lost_with=lost_with), WHERE
+        trace(tls=tls, received=received, ping_unanswered=True, lost_with=lost_with), WHERE
     )
     assert type(explained) is ConnectionLost
     assert str(explained) == (
@@ -356,9 +360,9 @@ def test_terminated_after_data_received(tls: bool) -> None:
     assert exc.__cause__ is None
 
 
-def test_terminated_closed_by_client_mentions_keepalive() -> None:
+def test_terminated_ping_unanswered_mentions_keepalive() -> None:
     exc = terminated()
-    mapped = map_error(exc, WHERE, tls=True, trace=trace(received=True, closed_by_client=True))
+    mapped = map_error(exc, WHERE, tls=True, trace=trace(received=True, ping_unanswered=True))
     assert type(mapped) is ConnectionLost
     assert "keepalive" in str(mapped)
     assert WHERE in str(mapped)
@@ -463,7 +467,7 @@ def test_type_rows(
     # The row, not an earlier one, handles the sample.
     first = next(row for row, _ in _BY_TYPE if isinstance(exc, row))
     assert first is kind
-    for trace_ in (None, trace(tls=tls), trace(tls=tls, received=True, closed_by_client=True)):
+    for trace_ in (None, trace(tls=tls), trace(tls=tls, received=True, ping_unanswered=True)):
         mapped = map_error(exc, WHERE, tls=tls, trace=trace_)
         assert type(mapped) is expected_type
         assert str(mapped) == expected_text
@@ -759,3 +763,28 @@ def test_real_eof_during_handshake_is_likely_tls() -> None:
         client.do_handshake()
     mapped = map_error(info.value, WHERE, tls=True, trace=None)
     assert type(mapped) is LikelyTLSError
+
+
+@pytest.mark.parametrize("code", [*GOAWAY_MEANINGS, "HTTP_1_1_REQUIRED"])
+def test_a_goaway_is_reported_with_its_code_and_debug_data(code: str) -> None:
+    goaway = GoAway(code, b"leader moved")
+    mapped = map_error(terminated(), WHERE, tls=True, trace=trace(received=True, goaway=goaway))
+    assert type(mapped) is ConnectionLost
+    assert f"GOAWAY {code} (leader moved)" in str(mapped)
+    assert GOAWAY_MEANINGS.get(code, "") in str(mapped)
+    assert "keepalive ping in time" not in str(mapped)
+
+
+def test_too_many_pings_says_the_server_limits_pings() -> None:
+    goaway = GoAway("ENHANCE_YOUR_CALM", b"too_many_pings")
+    assert goaway.too_many_pings
+    assert not GoAway("ENHANCE_YOUR_CALM", b"").too_many_pings
+    # grpclib closes the connection itself on a GOAWAY: never a dead connection.
+    mapped = explain_lost(trace(received=True, ping_unanswered=False, goaway=goaway), WHERE)
+    assert mapped is not None
+    assert "limits how often it accepts keepalive pings" in str(mapped)
+
+
+def test_a_refusal_of_our_own_check_of_the_server_passes_through() -> None:
+    refused = TLSError("not a node of this cluster")
+    assert explain_lost(trace(lost_with=refused), WHERE) is refused

@@ -25,11 +25,13 @@ import grpclib.protocol
 import grpclib.server
 import h2.config
 import h2.connection
+import h2.errors
+import h2.events
 import pytest
 
 from trionodes._errors import ConnectionLost, CuratorError, LikelyTLSError, StatusCode
 from trionodes._transport.codec import WATCH_PATH, RawCodec, RawMessage
-from trionodes._transport.errors import ConnectionTrace, map_error
+from trionodes._transport.errors import ConnectionTrace, GoAway, map_error
 from trionodes._transport.grpclib_private import (
     HookedServer,
     TracedChannel,
@@ -44,6 +46,20 @@ T = TypeVar("T")
 TIMEOUT = 10.0
 
 GRPCLIB = f"grpclib {grpclib.__version__}"
+
+
+class ChannelStub:
+    """What TracedProtocol tells its channel, recorded."""
+
+    def __init__(self, lost: list[TracedProtocol] | None = None) -> None:
+        self.lost = [] if lost is None else lost
+        self.goaways: list[GoAway] = []
+
+    def protocol_lost(self, protocol: TracedProtocol) -> None:
+        self.lost.append(protocol)
+
+    def goaway_received(self, goaway: GoAway) -> None:
+        self.goaways.append(goaway)
 
 
 def run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -120,7 +136,7 @@ def test_protocol_args_rebuild_the_channels_protocol() -> None:
             assert isinstance(base, grpclib.protocol.H2Protocol), (
                 f"{GRPCLIB}: Channel._protocol_factory returned {type(base)}"
             )
-            traced = TracedProtocol(base, lambda _: None)
+            traced = TracedProtocol(base, ChannelStub(), None)
             assert protocol_args(traced) == protocol_args(base)
             assert traced.config is channel._config
         finally:
@@ -239,7 +255,7 @@ def test_traced_protocol_over_a_fake_transport() -> None:
             "127.0.0.1", 1, codec=RawCodec(), config=configuration(None, 20.0, 10.0)
         )
         try:
-            protocol = TracedProtocol(channel._protocol_factory(), lost.append)
+            protocol = TracedProtocol(channel._protocol_factory(), ChannelStub(lost), None)
             assert (protocol.established, protocol.received) == (False, False)
             transport = FakeTransport()
             protocol.connection_made(transport)
@@ -253,10 +269,13 @@ def test_traced_protocol_over_a_fake_transport() -> None:
             assert connection.is_closing() is False
             protocol.data_received(server_preface())
             assert protocol.received
-            # The keepalive's close (connection.close) is seen as the client's.
+            # A close while a keepalive ping is outstanding is the keepalive's.
+            connection._close_by_ping_handler = asyncio.get_running_loop().call_later(
+                60, lambda: None
+            )
             connection.close()
             assert transport.closing
-            assert protocol.closed_by_client
+            assert protocol.ping_unanswered
             reset = ConnectionResetError("reset")
             protocol.connection_lost(reset)
             assert protocol.lost_with is reset
@@ -271,7 +290,7 @@ def test_close_after_the_transport_closes_is_not_the_clients() -> None:
     async def main() -> None:
         channel = grpclib.client.Channel("127.0.0.1", 1, codec=RawCodec())
         try:
-            protocol = TracedProtocol(channel._protocol_factory(), lambda _: None)
+            protocol = TracedProtocol(channel._protocol_factory(), ChannelStub(), None)
             transport = FakeTransport()
             protocol.connection_made(transport)
             transport.closing = True
@@ -279,7 +298,7 @@ def test_close_after_the_transport_closes_is_not_the_clients() -> None:
                 f"{GRPCLIB}: Connection.is_closing no longer follows the transport"
             )
             protocol.connection.close()
-            assert not protocol.closed_by_client
+            assert not protocol.ping_unanswered
             protocol.connection_lost(None)
             assert protocol.lost_with is None
         finally:
@@ -294,7 +313,7 @@ def test_keepalive_close_goes_through_the_wrapped_close() -> None:
     source = inspect.getsource(grpclib.protocol.Connection._ping)
     assert "self.close" in source, (
         f"{GRPCLIB}: Connection._ping no longer closes through self.close; "
-        f"TracedProtocol.closed_by_client would miss keepalive closures"
+        f"TracedProtocol.ping_unanswered would miss keepalive closures"
     )
 
 
@@ -376,7 +395,12 @@ def test_hooked_server_and_traced_channel_over_a_socket() -> None:
     trace = run(main)
     assert len(wrapped) == 1, "HookedServer did not build the accepted connection through wrap"
     assert trace == ConnectionTrace(
-        tls=False, established=True, received=True, closed_by_client=False, lost_with=None
+        tls=False,
+        established=True,
+        received=True,
+        ping_unanswered=False,
+        goaway=None,
+        lost_with=None,
     )
 
 
@@ -452,7 +476,7 @@ def test_keepalive_closes_a_silent_connection_as_the_clients() -> None:
 
     exc, trace = run(main)
     assert trace is not None
-    assert trace.closed_by_client, f"{GRPCLIB}: keepalive did not close the connection: {trace}"
+    assert trace.ping_unanswered, f"{GRPCLIB}: keepalive did not close the connection: {trace}"
     assert not trace.received
     mapped = map_error(exc, "here", tls=False, trace=trace)
     assert type(mapped) is ConnectionLost
@@ -479,6 +503,55 @@ def test_plain_text_connection_closed_at_once_is_likely_tls() -> None:
     assert trace is not None
     assert trace.established
     assert not trace.received
-    assert not trace.closed_by_client
+    assert not trace.ping_unanswered
     mapped = map_error(exc, "here", tls=False, trace=trace)
     assert type(mapped) is LikelyTLSError
+
+
+def test_goaway_too_many_pings_halves_how_often_the_channel_pings() -> None:
+    # A server at gRPC's default ping policy: it answers the first ping with GOAWAY
+    # ENHANCE_YOUR_CALM "too_many_pings" and closes, as grpc-go and the C core do.
+    async def strict(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, validate_inbound_headers=False)
+        )
+        connection.initiate_connection()
+        writer.write(connection.data_to_send())
+        while data := await reader.read(65536):
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.PingReceived):
+                    connection.close_connection(
+                        h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings"
+                    )
+                    writer.write(connection.data_to_send())
+                    writer.close()
+                    return
+            writer.write(connection.data_to_send())
+
+    intervals: list[float] = []
+
+    async def main() -> tuple[BaseException, ConnectionTrace | None, float | None]:
+        async with raw_server(strict) as port:
+            channel = TracedChannel(
+                "127.0.0.1",
+                port,
+                ssl=None,
+                codec=RawCodec(),
+                config=configuration(None, 0.1, 5.0),
+                on_slower_pings=intervals.append,
+            )
+            try:
+                with pytest.raises(grpclib.exceptions.StreamTerminatedError) as info:
+                    await watch_once(channel)
+                return info.value, channel.trace(), channel.keepalive
+            finally:
+                await channel.aclose()
+
+    exc, trace, keepalive = run(main)
+    assert trace is not None
+    assert trace.goaway == GoAway("ENHANCE_YOUR_CALM", b"too_many_pings")
+    assert not trace.ping_unanswered, "a GOAWAY was taken for an unanswered ping"
+    assert keepalive == 0.2
+    assert intervals == [0.2]
+    mapped = map_error(exc, "here", tls=False, trace=trace)
+    assert "GOAWAY ENHANCE_YOUR_CALM (too_many_pings)" in str(mapped)

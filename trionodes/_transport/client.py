@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import ssl as _ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import anyio
@@ -27,6 +28,8 @@ from .bridge import Bridge, open_bridge
 from .codec import WATCH_PATH, RawCodec, RawMessage
 from .errors import map_error
 from .grpclib_private import TracedChannel, configuration
+
+_log = logging.getLogger("trionodes")
 
 # How many received messages may wait for the host side before the call stops reading
 # (and HTTP/2 flow control makes the server wait).
@@ -179,11 +182,33 @@ class _GrpcSource:
                 tasks.cancel_scope.cancel()
 
 
-async def _make_channel(
-    host: str, port: int, ssl: _ssl.SSLContext | None, config: grpclib.config.Configuration
+async def make_channel(
+    host: str,
+    port: int,
+    ssl: _ssl.SSLContext | None,
+    config: grpclib.config.Configuration,
+    verify: Callable[[bytes], None] | None = None,
 ) -> TracedChannel:
-    # Built on the loop: Channel looks the loop up when constructed.
-    return TracedChannel(host, port, ssl=ssl, codec=RawCodec(), config=config)
+    """A traced channel to ``host:port`` (run it on the loop: grpclib looks it up)."""
+
+    def slower_pings(interval: float) -> None:
+        _log.warning(
+            "%s:%d refused keepalive pings as too frequent (GOAWAY too_many_pings); "
+            "pinging every %g s from now on",
+            host,
+            port,
+            interval,
+        )
+
+    return TracedChannel(
+        host,
+        port,
+        ssl=ssl,
+        codec=RawCodec(),
+        config=config,
+        verify=verify,
+        on_slower_pings=slower_pings,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -251,7 +276,7 @@ async def open_curator(
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad keepalive settings: {exc}") from None
     async with open_bridge() as bridge:
-        channel = await bridge.run(_make_channel, host, port, ssl, config)
+        channel = await bridge.run(make_channel, host, port, ssl, config)
         source = _GrpcSource(bridge, channel, f"{host}:{port}", max_message_bytes)
         try:
             yield Curator._over(source, host, port)

@@ -98,6 +98,28 @@ def map_tls_error(exc: ssl.SSLError, where: str) -> TrionodesError:
 
 
 @dataclasses.dataclass(frozen=True)
+class GoAway:
+    """A GOAWAY frame the server closed a connection with.
+
+    Attributes:
+        error_code: The HTTP/2 error code's name, e.g. ``NO_ERROR``.
+        debug_data: The frame's opaque debug data.
+    """
+
+    error_code: str
+    debug_data: bytes
+
+    @property
+    def too_many_pings(self) -> bool:
+        """The server limits how often it accepts pings (gRPC's ``too_many_pings``)."""
+        return self.error_code == "ENHANCE_YOUR_CALM" and self.debug_data == b"too_many_pings"
+
+    def __str__(self) -> str:
+        debug = self.debug_data.decode("utf-8", "replace")
+        return f"GOAWAY {self.error_code}" + (f" ({debug})" if debug else "")
+
+
+@dataclasses.dataclass(frozen=True)
 class ConnectionTrace:
     """How the latest connection of a channel went, as far as the client saw it.
 
@@ -106,26 +128,45 @@ class ConnectionTrace:
         established: The transport came up (with TLS: the client's side of the
             handshake completed).
         received: The server sent some HTTP/2 data.
-        closed_by_client: The client closed it while it was up (a keepalive ping
-            went unanswered).
+        ping_unanswered: The client closed it because a keepalive ping went
+            unanswered.
+        goaway: The GOAWAY the server closed it with, if it did.
         lost_with: The exception the connection was lost with, if any.
     """
 
     tls: bool
     established: bool
     received: bool
-    closed_by_client: bool
+    ping_unanswered: bool
+    goaway: GoAway | None
     lost_with: BaseException | None
+
+
+# What a GOAWAY's error code says, after its name.
+GOAWAY_MEANINGS = {
+    "NO_ERROR": ": it is shutting down or restarting",
+    "ENHANCE_YOUR_CALM": ": it finds the client too busy",
+    "PROTOCOL_ERROR": ": it found an HTTP/2 protocol error",
+    "INTERNAL_ERROR": ": it failed internally",
+}
 
 
 def explain_lost(trace: ConnectionTrace | None, where: str) -> TrionodesError | None:
     """Say why a connection was lost, when its trace tells more than grpclib did."""
-    if trace is not None and trace.closed_by_client:
+    if trace is not None and trace.goaway is not None:
+        why = GOAWAY_MEANINGS.get(trace.goaway.error_code, "")
+        if trace.goaway.too_many_pings:
+            why = ": it limits how often it accepts keepalive pings"
+        return ConnectionLost(f"{where} closed the connection with {trace.goaway}{why}")
+    if trace is not None and trace.ping_unanswered:
         # Not a TLS matter, whatever was (not) received before.
         return ConnectionLost(
             f"connection to {where} closed as dead: the Curator did not answer a "
             f"keepalive ping in time"
         )
+    if trace is not None and isinstance(trace.lost_with, TrionodesError):
+        # Refused by our own check of the server, before anything was sent.
+        return trace.lost_with
     if trace is None or trace.received:
         return None
     if isinstance(trace.lost_with, ssl.SSLError):

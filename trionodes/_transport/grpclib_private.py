@@ -4,8 +4,10 @@ grpclib offers no public hook for what trionodes needs: seeing how a connection 
 (to explain failures grpclib reports only as "connection lost"), keepalive settings,
 and a server whose connections can be frozen or dropped. These are reached through
 ``Channel._protocol_factory``, ``Server._protocol_factory``, the protocol's
-``handler``/``config``/``h2_config`` attributes, its ``connection.close`` and the
-``_keepalive_*`` fields of ``Configuration``. ``tests/transport/test_grpclib_private.py``
+``handler``/``config``/``h2_config`` attributes, its ``connection.close`` and
+``connection._close_by_ping_handler``, its ``processor.processors`` table (for
+GOAWAY), the channel's ``_config`` and the ``_keepalive_*`` fields of
+``Configuration``. ``tests/transport/test_grpclib_private.py``
 checks each one against the installed grpclib, so an upgrade that changes them fails
 loudly there instead of quietly here.
 """
@@ -13,8 +15,10 @@ loudly there instead of quietly here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import Callable, Collection
+from typing import Protocol, cast
 
 import grpclib.server
 from grpclib._typing import IServable
@@ -23,8 +27,11 @@ from grpclib.config import Configuration
 from grpclib.encoding.base import CodecBase
 from grpclib.protocol import AbstractHandler, H2Protocol
 from h2.config import H2Configuration
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated
 
-from .errors import ConnectionTrace
+from .._errors import TLSError, TrionodesError
+from .errors import ConnectionTrace, GoAway
 
 # How long closing a channel may wait for its sockets to close (seconds).
 CLOSE_TIMEOUT = 5.0
@@ -52,58 +59,124 @@ def configuration(
     )
 
 
+class ConnectionObserver(Protocol):
+    """Told what happens to each connection of a channel."""
+
+    def goaway_received(self, goaway: GoAway) -> None:
+        """The server is closing a connection with ``goaway``."""
+
+    def protocol_lost(self, protocol: TracedProtocol) -> None:
+        """A connection has closed."""
+
+
 class TracedProtocol(H2Protocol):
     """grpclib's HTTP/2 protocol, remembering how its connection went.
 
     grpclib drops the exception a connection was lost with (its streams only see
-    "Connection lost"), and with it the TLS alert by which a server rejects a client
-    certificate under TLS 1.3, where the client's side of the handshake completes
-    before the server has checked the certificate. Kept to explain failures.
+    "Connection lost"), the GOAWAY a server closed it with, and whether its own
+    keepalive gave up; and with TLS 1.3 a server rejects a client certificate with
+    an alert after the client's side of the handshake has completed. All kept here
+    to explain failures. With ``verify``, the server's certificate is checked once
+    the handshake is done, before anything is sent on the connection.
     """
 
     # The transport is up (with TLS: the handshake is done on the client's side).
     established = False
     # The server sent some HTTP/2 data (decrypted application data, with TLS).
     received = False
-    # The client closed the connection while it was up: grpclib's keepalive does that
-    # when a ping goes unanswered (closing the channel does too, but then no call
-    # is left to report it).
-    closed_by_client = False
+    # grpclib's keepalive closed the connection: a ping went unanswered.
+    ping_unanswered = False
+    goaway: GoAway | None = None
     lost_with: BaseException | None = None
 
-    def __init__(self, base: H2Protocol, on_lost: Callable[[TracedProtocol], None]) -> None:
+    def __init__(
+        self,
+        base: H2Protocol,
+        observer: ConnectionObserver,
+        verify: Callable[[bytes], None] | None,
+    ) -> None:
         super().__init__(*protocol_args(base))
-        self._on_lost = on_lost
+        self._observer = observer
+        self._verify = verify
         self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.established = True
         self.transport = transport
+        refused = self._check_server(transport)
         super().connection_made(transport)
-        close = self.connection.close
+        if refused is not None:
+            self.lost_with = refused
+            cast(asyncio.Transport, transport).abort()
+            return
+        connection = self.connection
+        close = connection.close
 
-        def close_by_client() -> None:
-            if not self.connection.is_closing():
-                self.closed_by_client = True
+        def close_noting_why() -> None:
+            # grpclib's keepalive calls this from its timer while the ping it waits
+            # for is outstanding; a GOAWAY or a protocol error closes it too.
+            if (
+                not connection.is_closing()
+                and self.goaway is None
+                and connection._close_by_ping_handler is not None
+            ):
+                self.ping_unanswered = True
             close()
 
-        self.connection.close = close_by_client  # type: ignore[method-assign]
+        connection.close = close_noting_why  # type: ignore[method-assign]
+        processors = self.processor.processors
+        terminated = cast(Callable[[ConnectionTerminated], None], processors[ConnectionTerminated])
+
+        def on_goaway(event: ConnectionTerminated) -> None:
+            self.goaway = GoAway(
+                _error_code_name(event.error_code), bytes(event.additional_data or b"")
+            )
+            self._observer.goaway_received(self.goaway)
+            terminated(event)
+
+        processors[ConnectionTerminated] = on_goaway
+
+    def _check_server(self, transport: asyncio.BaseTransport) -> TrionodesError | None:
+        if self._verify is None:
+            return None
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+        if der is None:
+            return TLSError("the server presented no certificate")
+        try:
+            self._verify(der)
+        except TrionodesError as exc:
+            return exc
+        return None
 
     def data_received(self, data: bytes) -> None:
         self.received = True
         super().data_received(data)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost_with = exc
+        if self.lost_with is None:
+            self.lost_with = exc
         super().connection_lost(exc)
-        self._on_lost(self)
+        self._observer.protocol_lost(self)
+
+
+def _error_code_name(code: int | None) -> str:
+    try:
+        return ErrorCodes(code or 0).name
+    except ValueError:
+        return f"error code {code}"
 
 
 class TracedChannel(Channel):
     """A grpclib Channel that traces its connections; build it on the loop it uses.
 
+    After a GOAWAY ``ENHANCE_YOUR_CALM`` with ``too_many_pings`` (the server limits
+    how often it accepts pings), its next connections ping half as often, as gRPC's
+    client keepalive design asks; ``on_slower_pings`` is told the new interval.
+
     Attributes:
         tls: Whether it speaks TLS.
+        keepalive: Seconds between keepalive pings now; None for none.
     """
 
     def __init__(
@@ -114,9 +187,14 @@ class TracedChannel(Channel):
         ssl: ssl.SSLContext | None,
         codec: CodecBase,
         config: Configuration,
+        verify: Callable[[bytes], None] | None = None,
+        on_slower_pings: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(host, port, ssl=ssl, codec=codec, config=config)
         self.tls = ssl is not None
+        self.keepalive: float | None = self._config._keepalive_time
+        self._verify = verify
+        self._on_slower_pings = on_slower_pings
         self._latest: TracedProtocol | None = None
         self._open: set[TracedProtocol] = set()
         self._all_lost: asyncio.Event = asyncio.Event()
@@ -124,13 +202,25 @@ class TracedChannel(Channel):
 
     def _protocol_factory(self) -> H2Protocol:
         # Called once per connection attempt, after the TCP connection is made.
-        protocol = TracedProtocol(super()._protocol_factory(), self._lost)
+        protocol = TracedProtocol(super()._protocol_factory(), self, self._verify)
         self._latest = protocol
         self._open.add(protocol)
         self._all_lost.clear()
         return protocol
 
-    def _lost(self, protocol: TracedProtocol) -> None:
+    def goaway_received(self, goaway: GoAway) -> None:
+        if not goaway.too_many_pings or self.keepalive is None:
+            return
+        self.keepalive *= 2
+        self._config = dataclasses.replace(
+            self._config,
+            _keepalive_time=self.keepalive,
+            _http2_min_sent_ping_interval_without_data=self.keepalive / 2,
+        )
+        if self._on_slower_pings is not None:
+            self._on_slower_pings(self.keepalive)
+
+    def protocol_lost(self, protocol: TracedProtocol) -> None:
         self._open.discard(protocol)
         if not self._open:
             self._all_lost.set()
@@ -144,7 +234,8 @@ class TracedChannel(Channel):
             tls=self.tls,
             established=latest.established,
             received=latest.received,
-            closed_by_client=latest.closed_by_client,
+            ping_unanswered=latest.ping_unanswered,
+            goaway=latest.goaway,
             lost_with=latest.lost_with,
         )
 
