@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -280,47 +279,6 @@ async def test_a_stream_that_ends_cleanly_is_reconnected(
         await until(lambda: watch.stats.reconnects == 1 and watch.stats.synced)
         assert isinstance(watch.stats.last_error, trionodes.ConnectionLost)
         assert str(watch.stats.last_error) == "the Curator ended the stream"
-
-
-def test_policy_backoff_grows_caps_and_jitters() -> None:
-    policy = trionodes.RetryPolicy(initial_delay=1, max_delay=10, multiplier=3)
-    caps = [policy.delay(n, uniform=lambda: 1.0) for n in range(1, 6)]
-    assert caps == [1, 3, 9, 10, 10]
-    assert policy.delay(3, uniform=lambda: 0.5) == 4.5
-    assert policy.delay(10**6, uniform=lambda: 1.0) == 10  # no overflow in long outages
-    draws = {policy.delay(4) for _ in range(50)}
-    assert len(draws) > 1
-    assert all(0 <= d <= 10 for d in draws)
-
-
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {"initial_delay": 0},
-        {"initial_delay": 2, "max_delay": 1},
-        {"max_delay": float("inf")},
-        {"multiplier": 0.5},
-        {"reset_after": -1},
-        {"backlog_timeout": 0},
-        {"tls_closures": 0},
-    ],
-)
-def test_policy_rejects_nonsense(settings: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match=r"must|need"):
-        trionodes.RetryPolicy(**settings)  # type: ignore[arg-type]
-
-
-def test_policy_says_what_is_retried() -> None:
-    policy = trionodes.RetryPolicy()
-    assert policy.is_retryable(trionodes.ConnectionLost("gone"))
-    assert policy.is_retryable(trionodes.ProtocolError("junk"))
-    assert policy.is_retryable(CuratorError(StatusCode.UNAVAILABLE))
-    assert policy.is_retryable(CuratorError(StatusCode.INTERNAL))
-    assert not policy.is_retryable(CuratorError(StatusCode.PERMISSION_DENIED))
-    assert not policy.is_retryable(trionodes.TLSError("bad certificate"))
-    assert not policy.is_retryable(ValueError("a bug"))
-    lenient = dataclasses.replace(policy, permanent_statuses=frozenset())
-    assert lenient.is_retryable(CuratorError(StatusCode.PERMISSION_DENIED))
 
 
 class StepRecorder(trionodes.RetryPolicy):

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trionodes._core.engine import (
+    BacklogLookup,
     BatchKind,
     Cluster,
     ClusterDelta,
@@ -23,6 +24,7 @@ from trionodes._core.engine import (
     NodeEquals,
     NodeFilter,
     NodeTracker,
+    Phase,
     decode_node,
     decode_nodes,
 )
@@ -1255,3 +1257,83 @@ def test_tracker_matches_a_naive_model(
         assert tracker.apply(ev, None if pending is None else decode_node(pending)) == changed
         assert tracker.deleted == deleted
         assert tracker.node == (None if state is None else DECODED[state])
+
+
+# --- Phase, held snapshots, backlog lookups ----------------------------------------------
+
+
+def phase(cluster: Cluster) -> Phase:
+    """The cluster's phase, read anew (mypy would keep an earlier narrowing)."""
+    return cluster.phase
+
+
+def state(lookup: BacklogLookup) -> bytes | None:
+    """The lookup's state, read anew."""
+    return lookup.state
+
+
+def test_phase_goes_initial_backlog_live_resyncing_live() -> None:
+    cluster = Cluster()
+    assert phase(cluster) is Phase.INITIAL_BACKLOG
+    cluster.restart()  # a reconnect before the first sync: still the initial backlog
+    assert phase(cluster) is Phase.INITIAL_BACKLOG
+    assert not cluster.ever_synced
+    apply(cluster, event([make_node(1)], last=True))
+    assert phase(cluster) is Phase.LIVE
+    assert cluster.synced
+    cluster.restart()
+    assert phase(cluster) is Phase.RESYNCING
+    assert (cluster.ever_synced, cluster.synced) == (True, False)
+    delta = apply(cluster, event([make_node(1)], last=True))
+    assert delta is not None
+    assert delta.kind is BatchKind.RESYNC
+    assert phase(cluster) is Phase.LIVE
+
+
+def test_snapshots_held_by_callers_never_change() -> None:
+    cluster = synced(*(make_node(i) for i in range(1, 200)))
+    view = FollowerView()
+    first_batch = view.take_batch(cluster.nodes)
+    assert first_batch is not None
+    held = [(cluster.nodes, dict(cluster.nodes)), (first_batch.view, dict(first_batch.view))]
+    for step in range(1, 60):
+        ev = event([make_node(step, address=f"10.9.0.{step}")], [nid(step + 100)])
+        feed(cluster, [view], ev)
+        batch = view.take_batch(cluster.nodes)
+        assert batch is not None
+        held += [(cluster.nodes, dict(cluster.nodes)), (batch.view, dict(batch.view))]
+    for snapshot, copy in held:
+        assert dict(snapshot) == copy
+
+
+def test_backlog_lookup_keeps_an_unmentioned_node_and_a_tombstone_clears_it() -> None:
+    lookup = BacklogLookup(nid(1))
+    assert not lookup.feed(event([make_node(1)]))
+    assert not lookup.feed(event([make_node(2)]))  # not mentioned: kept
+    assert lookup.state == bytes(make_node(1))
+    assert not lookup.feed(event([], [nid(1)]))
+    assert state(lookup) is None
+    assert lookup.feed(event([make_node(1, address="b")], last=True))
+    assert lookup.complete
+    assert lookup.state == bytes(make_node(1, address="b"))
+
+
+def test_tracker_applies_a_lookup_and_a_lookup_without_the_node_deletes_it() -> None:
+    tracker = NodeTracker(nid(1))
+    first = event([make_node(1)])
+    tracker.apply(first, decode_node(bytes(make_node(1))))
+    found = BacklogLookup(nid(1))
+    found.feed(event([make_node(1, address="b"), make_node(2)], last=True))
+    pending = tracker.to_decode(found)
+    assert pending == bytes(make_node(1, address="b"))
+    assert tracker.apply(found, decode_node(pending))
+    assert tracker.node == make_node(1, address="b")
+    same = BacklogLookup(nid(1))
+    same.feed(event([make_node(1, address="b")], last=True))
+    assert tracker.to_decode(same) is None
+    assert not tracker.apply(same, None)
+    missing = BacklogLookup(nid(1))
+    missing.feed(event([make_node(2)], last=True))
+    assert tracker.to_decode(missing) is None
+    assert tracker.apply(missing, None)
+    assert tracker.deleted
