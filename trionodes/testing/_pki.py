@@ -195,18 +195,29 @@ class ClusterPKI:
         certificate = self.issue(key.public_key(), common_name=node_id, dns_names=[node_id])
         return NodeIdentity(certificate, key, node_id)
 
-    def server_context(self, node: CertifiedKey) -> ssl.SSLContext:
+    def server_context(
+        self, node: CertifiedKey, *, also_trust: Iterable[bytes] = ()
+    ) -> ssl.SSLContext:
         """A server context for ``node``, shaped like a Curator's listener.
 
         It presents the node's certificate, speaks TLS 1.2 or newer with ALPN ``h2``,
         and asks for a client certificate without requiring one (a Curator checks it
-        per call); a client certificate that is sent must be from this cluster's CA.
+        per call, so CA-only clients can still call ``GetCurrentLeader``).
+
+        One difference from a real Curator remains: Python's ``ssl`` cannot ask for a
+        client certificate without verifying one that is sent, so a certificate from
+        another CA fails the handshake here (alert "unknown ca"), where a Curator
+        completes it and answers ``UNAUTHENTICATED`` per call. To test that answer,
+        pass the other cluster's CA (PEM) in ``also_trust``: its certificates then
+        pass the handshake, and the fake must refuse them itself.
         """
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(["h2"])
         ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.load_verify_locations(cadata=self.ca_pem.decode("ascii"))
+        for pem in also_trust:
+            ctx.load_verify_locations(cadata=pem.decode("ascii"))
         # OpenSSL loads certificates and keys from files only.
         with tempfile.TemporaryDirectory(prefix="trionodes-pki-") as directory:
             cert_path, key_path = Path(directory, "cert.pem"), Path(directory, "key.pem")
