@@ -6,8 +6,10 @@ and a server whose connections can be frozen or dropped. These are reached throu
 ``Channel._protocol_factory``, ``Server._protocol_factory``, the protocol's
 ``handler``/``config``/``h2_config`` attributes, its ``connection.close`` and
 ``connection._close_by_ping_handler``, its ``processor.processors`` table (for
-GOAWAY), the channel's ``_config`` and the ``_keepalive_*`` fields of
-``Configuration``. ``tests/transport/test_grpclib_private.py``
+GOAWAY, and on the server side for pings), its ``connection._connection`` (the h2
+connection, to send a GOAWAY), the channel's ``_config`` and the ``_keepalive_*``
+fields of ``Configuration``; and the fact that grpclib writes whole HTTP/2 frames
+(what h2 hands it) in each ``transport.write``. ``tests/transport/test_grpclib_private.py``
 checks each one against the installed grpclib, so an upgrade that changes them fails
 loudly there instead of quietly here.
 """
@@ -28,7 +30,8 @@ from grpclib.encoding.base import CodecBase
 from grpclib.protocol import AbstractHandler, H2Protocol
 from h2.config import H2Configuration
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated
+from h2.events import ConnectionTerminated, PingReceived
+from h2.exceptions import ProtocolError
 
 from .._errors import TLSError, TrionodesError
 from .errors import ConnectionTrace, GoAway
@@ -278,3 +281,58 @@ class HookedServer(grpclib.server.Server):
 def protocol_args(base: H2Protocol) -> tuple[AbstractHandler, Configuration, H2Configuration]:
     """What to pass to ``H2Protocol.__init__`` to build another like ``base``."""
     return base.handler, base.config, base.h2_config
+
+
+def on_ping_received(protocol: H2Protocol, callback: Callable[[], None]) -> None:
+    """Call ``callback`` for each PING the peer sends (not its acks) on ``protocol``.
+
+    Call it once the connection is made (grpclib builds its event table then). h2
+    has answered the ping already when ``callback`` runs.
+    """
+    processors = protocol.processor.processors
+    received = cast(Callable[[PingReceived], None], processors[PingReceived])
+
+    def on_ping(event: PingReceived) -> None:
+        received(event)
+        callback()
+
+    processors[PingReceived] = on_ping
+
+
+def send_goaway(protocol: H2Protocol, error_code: int, debug: bytes) -> None:
+    """Send GOAWAY with ``error_code`` and ``debug`` data on ``protocol``, then close it.
+
+    The transport closes once the GOAWAY is written; calls still open on the
+    connection are cut off. A connection already closing is left as it is.
+    """
+    connection = protocol.connection
+    if connection.is_closing():
+        return
+    try:
+        connection._connection.close_connection(error_code=error_code, additional_data=debug)
+    except ProtocolError:
+        pass  # h2 has already closed the connection: there is nothing left to say
+    else:
+        connection.flush()
+    connection._transport.close()
+
+
+# HTTP/2 frame types (RFC 9113 section 6) that mark a server as sending something.
+_DATA_FRAME = 0
+_HEADERS_FRAME = 1
+_FRAME_HEADER_BYTES = 9
+
+
+def carries_data_or_headers(data: bytes) -> bool:
+    """Whether ``data``, one write of a grpclib connection, holds a DATA or HEADERS frame.
+
+    grpclib writes what h2 prepared, which is always whole frames (a 3-byte length, a
+    1-byte type, flags, stream id, then the payload), so a write can be read frame by
+    frame from its start.
+    """
+    offset = 0
+    while offset + _FRAME_HEADER_BYTES <= len(data):
+        if data[offset + 3] in (_DATA_FRAME, _HEADERS_FRAME):
+            return True
+        offset += _FRAME_HEADER_BYTES + int.from_bytes(data[offset : offset + 3], "big")
+    return False

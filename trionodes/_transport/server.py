@@ -1,36 +1,55 @@
-"""A real gRPC server for Watch, with network fault controls: the fakes' transport.
+"""A real gRPC server for the fakes, with network fault controls: their transport.
 
-:func:`serve_watch` serves ``Curator.Watch`` from a sans-I/O :class:`WatchHandler`.
-The handler and its sessions are only ever called on the host library's thread
-(under Trio, the server's asyncio loop runs on a worker thread and asks the host
-side through the bridge), so the cluster model behind them needs no locks.
+:func:`serve_grpc` serves server-streaming methods, each from a sans-I/O
+:class:`StreamHandler`; :func:`serve_watch` serves ``Curator.Watch`` alone from a
+:class:`WatchHandler`. Handlers and their sessions are only ever called on the host
+library's thread (under Trio, the server's asyncio loop runs on a worker thread and
+asks the host side through the bridge), so the cluster model behind them needs no
+locks.
+
+A server may enforce a keepalive :class:`PingPolicy` the way gRPC servers do, and
+can say GOAWAY on all its connections (:meth:`WatchServer.goaway`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import ssl as _ssl
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 import grpclib.const
 import grpclib.exceptions
 import grpclib.server
 from grpclib.protocol import H2Protocol
+from h2.errors import ErrorCodes
 
 from .._errors import CuratorError
 from .._proto.metropolis.node.core.curator.proto.api import WatchRequest
 from .bridge import Bridge, open_bridge
 from .codec import WATCH_PATH, RawCodec, RawMessage
-from .grpclib_private import HookedServer, protocol_args
+from .grpclib_private import (
+    HookedServer,
+    carries_data_or_headers,
+    on_ping_received,
+    protocol_args,
+    send_goaway,
+)
+
+_Request = TypeVar("_Request")
+_RequestIn = TypeVar("_RequestIn", contravariant=True)
 
 
 class WatchSession(Protocol):
-    """One Watch call being served; a sans-I/O source of messages."""
+    """One server-streaming call being served (Watch or another); a sans-I/O source of messages."""
 
     def take(self) -> list[bytes | CuratorError]:
         """Messages ready to send now, in order.
@@ -69,33 +88,150 @@ class WatchHandler(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Peer:
+    """What a server knows of a call's client from its TLS handshake.
+
+    Attributes:
+        cert: The client's verified certificate, as :meth:`ssl.SSLSocket.getpeercert`
+            gives it; None over plain text, or when the client presented none.
+        certificates_sent: How many certificates the client sent (its own and any
+            chain); 0 over plain text or when it sent none; None when it sent some
+            but Python cannot count them (before 3.13).
+    """
+
+    cert: Mapping[str, Any] | None
+    certificates_sent: int | None
+
+
+# A peer known by nothing: a call whose connection has already gone.
+_UNKNOWN_PEER = Peer(None, 0)
+
+
+class StreamHandler(Protocol[_RequestIn]):
+    """Serves the calls of one server-streaming method."""
+
+    def open_session(self, request: _RequestIn, peer: Peer) -> WatchSession:
+        """Start serving one call.
+
+        Args:
+            request: The call's request, decoded.
+            peer: What is known of the client.
+
+        Raises:
+            CuratorError: The call is refused with this status.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class StreamingMethod(Generic[_Request]):
+    """A server-streaming method to serve: its request type and its handler.
+
+    Attributes:
+        request_type: The message class requests are decoded into.
+        handler: Serves its calls (on the host's thread).
+    """
+
+    request_type: type[_Request]
+    handler: StreamHandler[_Request]
+
+
+@dataclass(frozen=True)
+class PingPolicy:
+    """How often a server lets clients ping, enforced as gRPC servers enforce it.
+
+    A ping that comes sooner than ``min_interval`` after the client's previous one,
+    with no DATA or HEADERS frame sent by the server in between, is a strike (a frame
+    sent clears the strikes). After more than ``max_strikes`` strikes the server sends
+    GOAWAY ``ENHANCE_YOUR_CALM`` with debug data ``too_many_pings`` and closes the
+    connection. Open calls do not change the rule (gRPC servers are stricter without
+    them; the Curator is not).
+
+    Attributes:
+        min_interval: Seconds the client must leave between pings on a quiet
+            connection.
+        max_strikes: Strikes tolerated before the connection is cut off.
+    """
+
+    min_interval: float
+    max_strikes: int
+
+
+CURATOR_PING_POLICY = PingPolicy(min_interval=1.0, max_strikes=2)
+"""A real Curator's: it accepts client pings as often as once a second."""
+
+GRPC_DEFAULT_PING_POLICY = PingPolicy(min_interval=300.0, max_strikes=2)
+"""A gRPC server's at its defaults (grpc-go, gRPC's C core): one ping per 5 minutes."""
+
+
+class PingStrikes:
+    """One connection's record against a :class:`PingPolicy`; pure."""
+
+    def __init__(self, policy: PingPolicy) -> None:
+        self._policy = policy
+        self._previous_ping: float | None = None
+        self._strikes = 0
+        self._sent_since_ping = False
+
+    def frames_sent(self) -> None:
+        """The server sent DATA or HEADERS."""
+        self._sent_since_ping = True
+
+    def ping_received(self, now: float) -> bool:
+        """The client pinged at ``now`` (seconds); true when it must be cut off."""
+        previous, self._previous_ping = self._previous_ping, now
+        if self._sent_since_ping:
+            self._sent_since_ping = False
+            self._strikes = 0
+        elif previous is not None and now - previous < self._policy.min_interval:
+            self._strikes += 1
+        return self._strikes > self._policy.max_strikes
+
+
 def _grpc_error(error: CuratorError) -> grpclib.exceptions.GRPCError:
     return grpclib.exceptions.GRPCError(grpclib.const.Status(error.status.value), error.details)
 
 
-class _WatchService:
-    """grpclib handler mapping for the Curator service, over a :class:`WatchHandler`."""
+class _WatchMethod:
+    """A :class:`WatchHandler` as the :class:`StreamHandler` of Watch."""
 
-    def __init__(self, handler: WatchHandler, bridge: Bridge) -> None:
+    def __init__(self, handler: WatchHandler) -> None:
         self._handler = handler
-        self._bridge = bridge
+
+    def open_session(self, request: WatchRequest, peer: Peer) -> WatchSession:
+        return self._handler.open_session(request, peer_cert=peer.cert)
+
+
+class _Service:
+    """grpclib's handler mapping for a server's methods."""
+
+    def __init__(self, server: WatchServer) -> None:
+        self._server = server
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         return {
-            WATCH_PATH: grpclib.const.Handler(
-                self._watch, grpclib.const.Cardinality.UNARY_STREAM, WatchRequest, RawMessage
+            path: grpclib.const.Handler(
+                functools.partial(self._serve, method),
+                grpclib.const.Cardinality.UNARY_STREAM,
+                method.request_type,
+                RawMessage,
             )
+            for path, method in self._server.methods.items()
         }
 
-    async def _watch(self, call: grpclib.server.Stream[WatchRequest, bytes]) -> None:
-        bridge = self._bridge
+    async def _serve(
+        self, method: StreamingMethod[Any], call: grpclib.server.Stream[Any, bytes]
+    ) -> None:
+        bridge = self._server._bridge
         request = await call.recv_message()
         if request is None:
             raise grpclib.exceptions.GRPCError(
-                grpclib.const.Status.INVALID_ARGUMENT, "no WatchRequest was sent"
+                grpclib.const.Status.INVALID_ARGUMENT, "no request was sent"
             )
+        peer = self._server._peer_at(call.peer.addr())
         try:
-            session = await bridge.call_host(self._open_session, request, call.peer.cert() or None)
+            session = await bridge.call_host(method.handler.open_session, request, peer)
         except CuratorError as exc:
             raise _grpc_error(exc) from None
         wake = asyncio.Event()
@@ -117,25 +253,26 @@ class _WatchService:
         finally:
             bridge.to_host(session.close, cancelled)
 
-    def _open_session(self, request: WatchRequest, peer_cert: Any) -> WatchSession:
-        return self._handler.open_session(request, peer_cert=peer_cert)
-
 
 class _GatedTransport:
     """A server connection's transport that can go silent, like a partitioned network.
 
     Frozen, it reads nothing (what the client sends waits in the kernel, pings too)
-    and holds back every write; thawed, it sends what it held and reads again.
+    and holds back every write; thawed, it sends what it held and reads again. With
+    ``strikes``, it tells them of each DATA or HEADERS frame written.
     """
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, strikes: PingStrikes | None) -> None:
         self._transport = transport
+        self._strikes = strikes
         self._held: list[bytes] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
     def write(self, data: bytes) -> None:
+        if self._strikes is not None and carries_data_or_headers(data):
+            self._strikes.frames_sent()
         if self._held is None:
             self._transport.write(data)
         else:
@@ -155,51 +292,87 @@ class _GatedTransport:
 
 
 class _ServerConnection(H2Protocol):
-    """A connection the server accepted, which its :class:`WatchServer` can freeze or drop."""
+    """A connection the server accepted, which its :class:`WatchServer` can freeze or drop.
+
+    Attributes:
+        peer: What its TLS handshake told of the client.
+        address: The client's address, as grpclib gives it for each call.
+    """
 
     transport: _GatedTransport
+    peer = _UNKNOWN_PEER
+    address: object = None
 
     def __init__(self, owner: WatchServer, server: grpclib.server.Server, base: H2Protocol) -> None:
         super().__init__(*protocol_args(base))
         self.owner = owner
         self.server = server
+        policy = owner.ping_policy
+        self._strikes = None if policy is None else PingStrikes(policy)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = _GatedTransport(cast(asyncio.Transport, transport))
+        self.transport = _GatedTransport(cast(asyncio.Transport, transport), self._strikes)
+        self.address = transport.get_extra_info("peername")
+        self.peer = _peer_of(transport.get_extra_info("ssl_object"))
         accepted = self.owner._connection_made(self)
         super().connection_made(cast(asyncio.Transport, self.transport))
         if not accepted:
             self.transport.abort()
+            return
+        on_ping_received(self, self._ping_received)
+
+    def _ping_received(self) -> None:
+        self.owner._ping_received()
+        if self._strikes is not None and self._strikes.ping_received(time.monotonic()):
+            self.owner._goaway_sent()
+            send_goaway(self, ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.owner._connection_lost(self)
         super().connection_lost(exc)
 
 
+def _peer_of(ssl_object: _ssl.SSLObject | None) -> Peer:
+    if ssl_object is None:
+        return Peer(None, 0)
+    cert = ssl_object.getpeercert() or None
+    if sys.version_info >= (3, 13):
+        chain = ssl_object.get_unverified_chain()
+        return Peer(cert, 0 if chain is None else len(chain))
+    return Peer(cert, None if cert is not None else 0)
+
+
 class WatchServer:
-    """A running gRPC server with network fault controls; see :func:`serve_watch`.
+    """A running gRPC server with network fault controls; see :func:`serve_grpc`.
 
     The controls act on connections, below gRPC: freeze them (a silent network
-    partition), drop them (the server's process killed), stop listening (nothing
-    there), start again on the same port. Call them from the host library (Trio or
-    asyncio); they take effect on the server's loop, in the order given.
+    partition), drop them (the server's process killed), say GOAWAY and close them
+    (a graceful shutdown), stop listening (nothing there), start again on the same
+    port. Call them from the host library (Trio or asyncio); they take effect on the
+    server's loop, in the order given.
 
     Attributes:
         host: The address it listens on.
         port: The port it listens on (the same across restarts).
+        methods: What it serves, by gRPC method path. Other paths are answered
+            ``UNIMPLEMENTED``. A change takes effect when it next starts listening
+            (:meth:`accept_connections`, :meth:`restart`).
+        ping_policy: How often clients may ping; None lets them ping at will.
     """
 
     def __init__(
         self,
-        handler: WatchHandler,
+        methods: Mapping[str, StreamingMethod[Any]],
         host: str,
         port: int,
         ssl: _ssl.SSLContext | None,
         bridge: Bridge,
+        ping_policy: PingPolicy | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self._handler = handler
+        self.methods = methods
+        self.ping_policy = ping_policy
         self._ssl = ssl
         self._bridge = bridge
         self._server: grpclib.server.Server | None = None
@@ -207,6 +380,8 @@ class WatchServer:
         self._lock = threading.Lock()
         self._connections: set[_ServerConnection] = set()
         self._accepted = 0
+        self._pings = 0
+        self._too_many_pings = 0
         self._freeze_new = False
         # Host side only.
         self._frozen = False
@@ -225,6 +400,16 @@ class WatchServer:
     def open_connections(self) -> int:
         """How many accepted connections are open now."""
         return len(self._connections)
+
+    @property
+    def pings_received(self) -> int:
+        """How many HTTP/2 pings clients have sent it (acks not counted), across restarts."""
+        return self._pings
+
+    @property
+    def pings_refused(self) -> int:
+        """How many connections it has cut off for pinging too often (see :class:`PingPolicy`)."""
+        return self._too_many_pings
 
     @property
     def frozen(self) -> bool:
@@ -268,6 +453,18 @@ class WatchServer:
         """
         self._bridge.to_loop(_abort, self._take_connections())
 
+    def goaway(self, error_code: int = ErrorCodes.NO_ERROR, debug: bytes = b"") -> None:
+        """Send GOAWAY on every open connection, then close them, as a server shutting down.
+
+        Calls still open on them are cut off after the GOAWAY; the server keeps
+        listening (follow with :meth:`refuse_connections` for a server that is gone).
+
+        Args:
+            error_code: The HTTP/2 error code (:class:`h2.errors.ErrorCodes`).
+            debug: The GOAWAY's debug data.
+        """
+        self._bridge.to_loop(_send_goaway, self._take_connections(), error_code, debug)
+
     async def refuse_connections(self) -> None:
         """Stop listening and drop every open connection (:meth:`drop_connections`).
 
@@ -310,7 +507,7 @@ class WatchServer:
     async def _start_server(self, sock: socket.socket) -> None:
         # Built on the loop: grpclib's Server looks the loop up when constructed.
         server = HookedServer(
-            [_WatchService(self._handler, self._bridge)],
+            [_Service(self)],
             codec=RawCodec(),
             wrap=lambda base: _ServerConnection(self, server, base),
         )
@@ -346,6 +543,22 @@ class WatchServer:
         with self._lock:
             self._connections.discard(connection)
 
+    def _ping_received(self) -> None:
+        with self._lock:
+            self._pings += 1
+
+    def _goaway_sent(self) -> None:
+        with self._lock:
+            self._too_many_pings += 1
+
+    def _peer_at(self, address: object) -> Peer:
+        """What is known of the client at ``address`` (a call's ``peer.addr()``)."""
+        with self._lock:
+            for connection in self._connections:
+                if connection.address == address:
+                    return connection.peer
+        return _UNKNOWN_PEER
+
 
 def _abort(connections: list[_ServerConnection]) -> None:
     for connection in connections:
@@ -355,6 +568,11 @@ def _abort(connections: list[_ServerConnection]) -> None:
 def _close(connections: list[_ServerConnection]) -> None:
     for connection in connections:
         connection.transport.close()
+
+
+def _send_goaway(connections: list[_ServerConnection], error_code: int, debug: bytes) -> None:
+    for connection in connections:
+        send_goaway(connection, error_code, debug)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -375,33 +593,65 @@ async def _stop_server(server: grpclib.server.Server) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve_watch(
-    handler: WatchHandler,
+async def serve_grpc(
+    methods: Mapping[str, StreamingMethod[Any]],
     host: str = "127.0.0.1",
     port: int = 0,
     *,
     ssl: _ssl.SSLContext | None = None,
+    ping_policy: PingPolicy | None = None,
 ) -> AsyncIterator[WatchServer]:
-    """Serve the Curator's Watch method with ``handler`` until the block ends.
+    """Serve server-streaming ``methods`` until the block ends.
 
     On exit the server stops listening and closes every connection, after the data
     already queued on it (what a frozen connection held back is dropped with it).
 
     Args:
-        handler: Decides what each call receives; called on the host's thread only.
+        methods: What to serve, by gRPC method path (``/package.Service/Method``);
+            handlers are called on the host's thread only.
         host: Address to listen on.
         port: Port to listen on; 0 picks a free one.
         ssl: A server TLS context; None for plain text.
+        ping_policy: How often clients may ping; None (the default) lets them ping
+            at will.
 
     Yields:
         The server, listening; its fault controls act on its connections.
     """
     async with open_bridge() as bridge:
         sock = _listening_socket(host, port)
-        server = WatchServer(handler, host, sock.getsockname()[1], ssl, bridge)
+        server = WatchServer(methods, host, sock.getsockname()[1], ssl, bridge, ping_policy)
         await server._listen(sock)
         try:
             yield server
         finally:
             with anyio.CancelScope(shield=True):
                 await server._close()
+
+
+@contextlib.asynccontextmanager
+async def serve_watch(
+    handler: WatchHandler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    ping_policy: PingPolicy | None = None,
+) -> AsyncIterator[WatchServer]:
+    """Serve the Curator's Watch method with ``handler`` until the block ends.
+
+    :func:`serve_grpc` with that one method; see there.
+
+    Args:
+        handler: Decides what each call receives; called on the host's thread only.
+        host: Address to listen on.
+        port: Port to listen on; 0 picks a free one.
+        ssl: A server TLS context; None for plain text.
+        ping_policy: How often clients may ping; None lets them ping at will.
+
+    Yields:
+        The server, listening; its fault controls act on its connections.
+    """
+    methods = {WATCH_PATH: StreamingMethod(WatchRequest, _WatchMethod(handler))}
+    async with serve_grpc(methods, host, port, ssl=ssl, ping_policy=ping_policy) as server:
+        yield server
