@@ -24,14 +24,12 @@ class FakeCurator(ServedCluster):
     :meth:`refuse_connections` and :meth:`accept_connections` (nothing listening
     on the port, then the same port again), :meth:`restart` (both at once). Calls
     on the connections these drop count in ``streams_dropped``.
-
-    Attributes:
-        host: The address the server listens on.
-        port: The port it listens on (the same across restarts).
     """
 
     host = ""
+    """The address the server listens on."""
     port = 0
+    """The port it listens on (the same across restarts)."""
     _server: WatchServer | None = None
 
     @property

@@ -84,6 +84,11 @@ class _MemoryStream:
 class _MemorySource:
     """Opens Watch calls on a :class:`MemoryCurator`'s model; what its curator is over."""
 
+    # What log lines and reprs name it by.
+    host = "memory"
+    port = 0
+    leader_id = None
+
     def __init__(self, cluster: MemoryCurator) -> None:
         self._cluster = cluster
         self.streams: set[_MemoryStream] = set()
@@ -118,13 +123,11 @@ class MemoryCurator(ServedCluster):
     or stall its Watch calls with :meth:`fail_streams`, :meth:`send_raw`,
     :meth:`stall`, :meth:`resume` and :meth:`drop_streams`, exactly as with a
     :class:`FakeCurator`.
-
-    Attributes:
-        curator: The connection to this cluster: pass it to :func:`trionodes.watch_nodes`,
-            :func:`trionodes.watch_node` and the other watches.
     """
 
     curator: Curator
+    """The connection to this cluster: pass it to :func:`trionodes.watch_nodes`,
+    :func:`trionodes.watch_node` and the other watches."""
     _source: _MemorySource
 
     def drop_streams(self) -> None:
@@ -174,7 +177,7 @@ async def open_memory_curator(
         spurious_nodes=spurious_nodes,
     )
     memory._source = _MemorySource(memory)
-    memory.curator = Curator._over(memory._source, "memory", 0)
+    memory.curator = Curator._over(memory._source)
     try:
         yield memory
     finally:

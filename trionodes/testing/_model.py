@@ -93,26 +93,30 @@ class ClusterModel:
 
     The cluster survives every fault: a client that starts a new call gets a
     backlog of the current cluster.
-
-    Attributes:
-        streams_opened: How many Watch calls have been accepted.
-        streams_cancelled: How many of them the client cancelled.
-        streams_dropped: How many of them ended because the fake dropped them (its
-            connections or, in memory, its streams).
-        streams_refused: How many Watch calls ``authorize`` refused.
-        authorize: None serves every call (the default). Else an
-            :data:`AuthorizePolicy`, asked before each new call, like a Curator's
-            authorization check; calls already open are not affected. For example,
-            to answer like a Curator asked by a client without the permission::
-
-                fake.authorize = lambda cert: CuratorError(
-                    StatusCode.PERMISSION_DENIED, "not an owner"
-                )
-
-            With mutual TLS, the TLS handshake itself already refuses clients
-            without a valid certificate from the client CA (see
-            :func:`server_ssl_context`); the policy sees only the others.
     """
+
+    streams_opened: int
+    """How many Watch calls have been accepted."""
+    streams_cancelled: int
+    """How many of them the client cancelled."""
+    streams_dropped: int
+    """How many of them ended because the fake dropped them (their connections or,
+    in memory, their streams)."""
+    streams_refused: int
+    """How many Watch calls ``authorize`` refused."""
+    authorize: AuthorizePolicy | None
+    """None serves every call (the default). Else an :data:`AuthorizePolicy`, asked
+    before each new call, like a Curator's authorization check; calls already open
+    are not affected. For example, to answer like a Curator asked by a client
+    without the permission::
+
+        fake.authorize = lambda cert: CuratorError(
+            StatusCode.PERMISSION_DENIED, "not an owner"
+        )
+
+    With mutual TLS, the TLS handshake itself already refuses clients without a
+    valid certificate from the client CA (see :func:`server_ssl_context`); the
+    policy sees only the others."""
 
     def __init__(
         self,
@@ -135,7 +139,7 @@ class ClusterModel:
         self.streams_cancelled = 0
         self.streams_dropped = 0
         self.streams_refused = 0
-        self.authorize: AuthorizePolicy | None = None
+        self.authorize = None
         self._backlog_nodes_per_event = backlog_nodes_per_event
         self._max_message_bytes = max_message_bytes
         self._random = random.Random(shuffle_seed)
