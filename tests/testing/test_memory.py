@@ -7,7 +7,7 @@ no wall time, and ``wait_all_tasks_blocked`` sees every task there is.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import anyio
@@ -68,21 +68,6 @@ async def test_follower_resyncs_after_the_streams_fail(
     assert (memory.streams_opened, memory.active_streams) == (2, 1)
 
 
-async def test_dropped_streams_are_resumed_like_lost_connections(
-    memory: MemoryCurator, autojump_clock: trio.testing.MockClock
-) -> None:
-    memory.put(make_node(1))
-    async with trionodes.open_node_watch(memory.curator, retry=QUICK) as watch:
-        await watch.wait_synced()
-        memory.drop_streams()
-        memory.put(make_node(2))
-        await trio.sleep(2)
-        assert isinstance(watch.stats.last_error, trionodes.ConnectionLost)
-        assert set(watch.nodes) == {node_id(1), node_id(2)}
-    await memory.wait_idle()
-    assert (memory.streams_dropped, memory.streams_cancelled) == (1, 1)
-
-
 async def test_watch_node_sees_its_node_until_deleted(
     memory: MemoryCurator, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -135,17 +120,36 @@ async def test_a_refused_call_ends_the_watch(
     assert (seen, memory.streams_refused, memory.streams_opened) == ([None], 1, 0)
 
 
-async def test_hostile_input_makes_the_watch_start_over(
-    memory: MemoryCurator, autojump_clock: trio.testing.MockClock
+def drop_streams(memory: MemoryCurator) -> None:
+    memory.drop_streams()
+
+
+def send_garbage(memory: MemoryCurator) -> None:
+    memory.send_raw(b"\xff\xff not a WatchEvent")
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "dropped"),
+    [(drop_streams, trionodes.ConnectionLost, 1), (send_garbage, trionodes.ProtocolError, 0)],
+)
+async def test_a_fault_makes_the_watch_start_over(
+    memory: MemoryCurator,
+    autojump_clock: trio.testing.MockClock,
+    fault: Callable[[MemoryCurator], None],
+    error: type[trionodes.TrionodesError],
+    dropped: int,
 ) -> None:
     memory.put(make_node(1))
     async with trionodes.open_node_watch(memory.curator, retry=QUICK) as watch:
         await watch.wait_synced()
-        memory.send_raw(b"\xff\xff not a WatchEvent")
+        fault(memory)
+        memory.put(make_node(2))  # after the fault: seen in the new stream's backlog
         await trio.sleep(2)
-        assert isinstance(watch.stats.last_error, trionodes.ProtocolError)
+        assert isinstance(watch.stats.last_error, error)
         assert (watch.stats.reconnects, memory.streams_opened) == (1, 2)
-        assert set(watch.nodes) == {node_id(1)}
+        assert set(watch.nodes) == {node_id(1), node_id(2)}
+    await memory.wait_idle()
+    assert (memory.streams_dropped, memory.streams_cancelled) == (dropped, 2 - dropped)
 
 
 async def test_exit_ends_open_calls_and_refuses_later_ones(

@@ -42,7 +42,8 @@ class _MemoryStream:
             anyio.EndOfStream: The call ended with status OK.
             TrionodesError: The call failed.
         """
-        # Like a network stream's, a receive is a checkpoint even with a message ready.
+        # A checkpoint even with a message ready, as Trio's rule has it: a watch
+        # that keeps receiving stays cancellable, and lets other tasks run.
         await anyio.lowlevel.checkpoint()
         while not self._ready and self._session is not None:
             self._take(self._session)
@@ -159,12 +160,9 @@ async def open_memory_curator(
             memory.put(make_node(1), make_node(2))
             await nursery.start(trionodes.watch_nodes, memory.curator, follower)
 
-    Args:
-        backlog_nodes_per_event: At most this many nodes per backlog event (to get a
-            backlog split over many events with a small cluster).
-        max_message_bytes: Keep backlog events near or under this size.
-        shuffle_seed: Seeds the shuffling of the backlog; None for a random seed.
-        spurious_nodes: NodeInCluster events also carry other nodes.
+    The options (``backlog_nodes_per_event``, ``max_message_bytes``,
+    ``shuffle_seed``, ``spurious_nodes``) are those of :func:`open_fake_curator`,
+    and shape the backlogs and node events the same way.
 
     Yields:
         The in-memory Curator. On exit, open calls end with ``UNAVAILABLE`` (a

@@ -126,15 +126,7 @@ class ClusterModel:
         shuffle_seed: int | None = 0,
         spurious_nodes: bool = False,
     ) -> None:
-        """Make an empty cluster.
-
-        Args:
-            backlog_nodes_per_event: At most this many nodes per backlog event (to get
-                a backlog split over many events with a small cluster).
-            max_message_bytes: Keep backlog events near or under this size.
-            shuffle_seed: Seeds the shuffling of the backlog; None for a random seed.
-            spurious_nodes: NodeInCluster events also carry other nodes.
-        """
+        """Make an empty cluster; the options are described at :func:`open_fake_curator`."""
         self.streams_opened = 0
         self.streams_cancelled = 0
         self.streams_dropped = 0
