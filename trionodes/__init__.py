@@ -9,7 +9,11 @@ one node::
             await nursery.start(trionodes.watch_nodes, curator, follower)
 """
 
+from ._core.endpoints import EndpointError
 from ._core.engine import BatchKind, NodeBatch
+from ._core.retry import RetryPolicy
+from ._credentials import Credentials, CredentialsError
+from ._curator import Curator
 from ._errors import (
     ConnectionLost,
     CuratorError,
@@ -22,11 +26,10 @@ from ._errors import (
 from ._follower import Follower, SimpleFollower
 from ._proto.metropolis.node.core.curator.proto.api import Node, WatchEvent, WatchRequest
 from ._proto.metropolis.proto.common import NodeState
-from ._core.retry import RetryPolicy
 from ._stats import WatchStats
 from ._tls import client_ssl_context
-from ._curator import Curator
 from ._transport import open_curator
+from ._transport.cluster import Leader, find_leader, open_cluster
 from ._watch import (
     NodeChanges,
     NodeWatch,
@@ -40,9 +43,13 @@ from ._watch import (
 __all__ = [
     "BatchKind",
     "ConnectionLost",
+    "Credentials",
+    "CredentialsError",
     "Curator",
     "CuratorError",
+    "EndpointError",
     "Follower",
+    "Leader",
     "Node",
     "NodeBatch",
     "NodeChanges",
@@ -60,6 +67,8 @@ __all__ = [
     "WatchRequest",
     "WatchStats",
     "client_ssl_context",
+    "find_leader",
+    "open_cluster",
     "open_curator",
     "open_node_changes",
     "open_node_watch",

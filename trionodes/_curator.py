@@ -27,7 +27,23 @@ class RawStream(Protocol):
 
 
 class StreamSource(Protocol):
-    """Opens Watch calls."""
+    """Opens Watch calls.
+
+    Attributes:
+        host: The server the calls go to now, for messages (for a cluster, the
+            current leader).
+        port: Its port.
+        leader_id: The node id of the leader the calls go to, when known.
+    """
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def leader_id(self) -> str | None: ...
 
     def open_stream(self, request: WatchRequest) -> AbstractAsyncContextManager[RawStream]:
         """Start a Watch call; leaving the block cancels it."""
@@ -38,31 +54,39 @@ class StreamSource(Protocol):
 class Curator:
     """A connection to a cluster's Curator; made by :func:`open_curator`.
 
-    Pass it to :func:`watch_nodes`, :func:`open_node_watch`,
-    :func:`open_node_changes` or :func:`watch_node`.
-
-    Attributes:
-        host: The Curator's host name or address.
-        port: The Curator's port.
+    Made by :func:`open_curator` (one server) and :func:`open_cluster` (whichever
+    node leads a cluster now). Pass it to :func:`watch_nodes`,
+    :func:`open_node_watch`, :func:`open_node_changes` or :func:`watch_node`.
     """
 
-    __slots__ = ("_source", "host", "port")
+    __slots__ = ("_source",)
     __module__ = "trionodes"
 
     _source: StreamSource
-    host: str
-    port: int
 
     def __init__(self) -> None:
-        raise TypeError("Curator objects are made by trionodes.open_curator")
+        raise TypeError("Curator objects are made by trionodes.open_curator or open_cluster")
 
     @classmethod
-    def _over(cls, source: StreamSource, host: str, port: int) -> Curator:
+    def _over(cls, source: StreamSource) -> Curator:
         self = object.__new__(cls)
         self._source = source
-        self.host = host
-        self.port = port
         return self
+
+    @property
+    def host(self) -> str:
+        """The host name or address the watches talk to now (for a cluster: the leader)."""
+        return self._source.host
+
+    @property
+    def port(self) -> int:
+        """The port the watches talk to now."""
+        return self._source.port
+
+    @property
+    def leader_id(self) -> str | None:
+        """The node id of the cluster's leader, when known (from :func:`open_cluster`)."""
+        return self._source.leader_id
 
     def __repr__(self) -> str:
         return f"<trionodes.Curator {self.host}:{self.port}>"

@@ -16,11 +16,15 @@ import logging
 import ssl as _ssl
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import cast
 
 import anyio
+import betterproto2
+import grpclib.config
 import grpclib.const
 
+from .._core.endpoints import Endpoint
 from .._curator import Curator
 from .._errors import ProtocolError, TrionodesError
 from .._proto.metropolis.node.core.curator.proto.api import WatchRequest
@@ -118,15 +122,16 @@ def _release(space: asyncio.Future[None]) -> None:
 
 async def _pump(
     channel: TracedChannel,
-    request: WatchRequest,
+    path: str,
+    request: betterproto2.Message,
     stream: MessageStream,
     where: str,
     max_message_bytes: int,
 ) -> None:
-    """Own one Watch call on the loop side, feeding ``stream`` until it ends."""
+    """Own one server-streaming call on the loop side, feeding ``stream`` until it ends."""
     try:
         async with channel.request(
-            WATCH_PATH, grpclib.const.Cardinality.UNARY_STREAM, WatchRequest, RawMessage
+            path, grpclib.const.Cardinality.UNARY_STREAM, type(request), RawMessage
         ) as call:
             await call.send_message(request, end=True)
             while (message := await call.recv_message()) is not None:
@@ -146,24 +151,51 @@ async def _pump(
         stream.end(None)
 
 
-class _GrpcSource:
-    """Watch calls over one grpclib channel."""
+class Connection:
+    """Server-streaming calls over one grpclib channel: a :class:`StreamSource`.
+
+    Attributes:
+        host: The server's host.
+        port: The server's port.
+        closed: The connection was closed; opening a call raises ``RuntimeError``.
+    """
 
     def __init__(
-        self, bridge: Bridge, channel: TracedChannel, where: str, max_message_bytes: int
+        self,
+        bridge: Bridge,
+        channel: TracedChannel,
+        host: str,
+        port: int,
+        max_message_bytes: int,
+        opened_by: str,
     ) -> None:
         self._bridge = bridge
         self._channel = channel
-        self._where = where
         self._max_message_bytes = max_message_bytes
+        self._opened_by = opened_by
+        self.host = host
+        self.port = port
+        self.leader_id: str | None = None
         self.closed = False
 
+    @property
+    def where(self) -> str:
+        """``host:port``, for messages."""
+        return str(Endpoint(self.host, self.port))
+
+    def open_stream(self, request: WatchRequest) -> AbstractAsyncContextManager[MessageStream]:
+        """Start a Watch call; leaving the block cancels it."""
+        return self.open_call(WATCH_PATH, request)
+
     @contextlib.asynccontextmanager
-    async def open_stream(self, request: WatchRequest) -> AsyncIterator[MessageStream]:
+    async def open_call(
+        self, path: str, request: betterproto2.Message
+    ) -> AsyncIterator[MessageStream]:
+        """Start the server-streaming call ``path``; leaving the block cancels it."""
         if self.closed:
             raise RuntimeError(
-                f"the connection to {self._where} is closed: its `async with "
-                f"open_curator(...)` block has ended"
+                f"the connection to {self.where} is closed: its `async with "
+                f"{self._opened_by}(...)` block has ended"
             )
         stream = MessageStream(self._bridge)
         async with anyio.create_task_group() as tasks:
@@ -171,15 +203,22 @@ class _GrpcSource:
                 self._bridge.run,
                 _pump,
                 self._channel,
+                path,
                 request,
                 stream,
-                self._where,
+                self.where,
                 self._max_message_bytes,
             )
             try:
                 yield stream
             finally:
                 tasks.cancel_scope.cancel()
+
+    async def aclose(self) -> None:
+        """Close the channel and wait until its sockets are closed (shielded)."""
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            await self._bridge.run(self._channel.aclose)
 
 
 async def make_channel(
@@ -277,10 +316,8 @@ async def open_curator(
         raise ValueError(f"bad keepalive settings: {exc}") from None
     async with open_bridge() as bridge:
         channel = await bridge.run(make_channel, host, port, ssl, config)
-        source = _GrpcSource(bridge, channel, f"{host}:{port}", max_message_bytes)
+        connection = Connection(bridge, channel, host, port, max_message_bytes, "open_curator")
         try:
-            yield Curator._over(source, host, port)
+            yield Curator._over(connection)
         finally:
-            source.closed = True
-            with anyio.CancelScope(shield=True):
-                await bridge.run(channel.aclose)
+            await connection.aclose()
