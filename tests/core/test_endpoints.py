@@ -50,7 +50,7 @@ def test_what_people_write(text: str, expected: Endpoint) -> None:
     ],
 )
 def test_mistakes_are_named_with_an_example(text: str, says: str) -> None:
-    with pytest.raises(EndpointError, match="as 10.0.0.1:7835|as \\[") as caught:
+    with pytest.raises(EndpointError, match=r"as 10\.0\.0\.1:7835|as \[") as caught:
         parse_endpoint(text)
     assert says in str(caught.value)
 
