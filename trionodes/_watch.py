@@ -42,6 +42,7 @@ from ._core.engine import (
 from ._core.retry import GiveUp, ReconnectState, RetryPolicy
 from ._core.stream import end_of_stream_error, silence_error, silence_timeout
 from ._core.wire import RawEvent, split_watch_event
+from ._curator import Curator, RawStream
 from ._errors import (
     TrionodesError,
     WatchClosed,
@@ -55,7 +56,6 @@ from ._proto.metropolis.node.core.curator.proto.api import (
     WatchRequestNodesInCluster,
 )
 from ._stats import Counters, WatchStats
-from ._transport import Curator, MessageStream
 
 _log = logging.getLogger("trionodes")
 
@@ -66,7 +66,7 @@ _DEFAULT_RETRY = RetryPolicy()
 
 
 async def _receive_event(
-    stream: MessageStream, *, in_backlog: bool, backlog_timeout: float | None = None
+    stream: RawStream, *, in_backlog: bool, backlog_timeout: float | None = None
 ) -> RawEvent:
     """The next event of ``stream``, split.
 
@@ -354,7 +354,7 @@ class NodeWatch:
         reconnector = self._reconnector
         backlog_timeout = reconnector.policy.backlog_timeout
         request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
-        async with self._curator.open_stream(request) as stream:
+        async with self._curator._open_stream(request) as stream:
             while True:
                 event = await _receive_event(
                     stream, in_backlog=not cluster.synced, backlog_timeout=backlog_timeout
@@ -562,7 +562,7 @@ class NodeWatcher:
         tracker = self._tracker
         reconnector = self._reconnector
         request = WatchRequest(node_in_cluster=WatchRequestNodeInCluster(node_id=self.node_id))
-        async with self._curator.open_stream(request) as stream:
+        async with self._curator._open_stream(request) as stream:
             # Resuming a node seen before: a NodeInCluster stream waits in silence for
             # a node deleted during the outage, so look for it in the whole cluster.
             # The stream is opened first: a deletion after the lookup then reaches it.
@@ -586,7 +586,7 @@ class NodeWatcher:
         lookup = BacklogLookup(self.node_id)
         backlog_timeout = self._reconnector.policy.backlog_timeout
         request = WatchRequest(nodes_in_cluster=WatchRequestNodesInCluster())
-        async with self._curator.open_stream(request) as stream:
+        async with self._curator._open_stream(request) as stream:
             while True:
                 event = await _receive_event(
                     stream, in_backlog=True, backlog_timeout=backlog_timeout
