@@ -13,7 +13,6 @@ import trio.testing
 
 import trionodes
 from trionodes import BatchKind, CuratorError, NodeState, StatusCode
-from trionodes._errors import LikelyTLSError
 from trionodes._stats import Counters
 from trionodes._watch import _Reconnector
 from trionodes.testing import FakeCurator, make_node, open_fake_curator, settle
@@ -333,14 +332,14 @@ async def test_likely_tls_closes_are_retried_for_ever_once_a_message_arrived(
             return
         if outcome == "message":
             reconnector.received()
-        raise LikelyTLSError("closed right after the TLS handshake")
+        raise trionodes.ConnectionLost("closed right after the TLS handshake", maybe_tls=True)
 
     await reconnector.run(follow_stream)  # no TLSError: the settings worked once
 
     fresh = _Reconnector(policy, Counters(), "test watch")
 
     async def always_closed() -> None:
-        raise LikelyTLSError("closed right after the TLS handshake")
+        raise trionodes.ConnectionLost("closed right after the TLS handshake", maybe_tls=True)
 
     with pytest.raises(trionodes.TLSError, match=r"\(2 times in a row\)$"):
         await fresh.run(always_closed)

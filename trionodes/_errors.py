@@ -55,7 +55,27 @@ class ConnectionLost(TrionodesError):
     """The connection to the Curator failed, or a stream ended before it should have.
 
     The underlying transport error, if any, is the ``__cause__``.
+
+    Args:
+        message: What happened.
+        maybe_tls: See :attr:`maybe_tls`.
     """
+
+    def __init__(self, message: str, *, maybe_tls: bool = False) -> None:
+        super().__init__(message)
+        self._maybe_tls = maybe_tls
+
+    @property
+    def maybe_tls(self) -> bool:
+        """Whether the connection closed in a way a TLS mismatch would explain.
+
+        True when it closed during or right after its TLS handshake, or (in plain
+        text) before the server sent anything: most likely a rejected client
+        certificate or TLS on one side only, though a network fault looks the same.
+        A watch retries such closes a few times (see :attr:`RetryPolicy.tls_closures`)
+        and then ends with a :class:`TLSError`.
+        """
+        return self._maybe_tls
 
 
 class ProtocolError(TrionodesError):
@@ -85,13 +105,4 @@ class TLSError(TrionodesError):
     :attr:`RetryPolicy.tls_closures`) and then ends with a :class:`TLSError` whose
     message names TLS and the likely cause. The underlying ``ssl.SSLError``, or the
     last such connection's error, is the ``__cause__``.
-    """
-
-
-class LikelyTLSError(ConnectionLost):
-    """A connection closed during or right after its TLS handshake, or a plain-text one
-    closed before the server sent anything: most likely a TLS mismatch (a rejected
-    client certificate, or TLS on one side only), but a network fault looks the same.
-
-    Internal: watches retry it a few times, then give up with a :class:`TLSError`.
     """

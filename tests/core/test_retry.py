@@ -11,10 +11,9 @@ from hypothesis import strategies as st
 import trionodes
 from trionodes import CuratorError, StatusCode
 from trionodes._core.retry import GiveUp, ReconnectState, Retry
-from trionodes._errors import LikelyTLSError
 
 LOST = trionodes.ConnectionLost("gone")
-TLS_CLOSE = LikelyTLSError("closed right after the TLS handshake")
+TLS_CLOSE = trionodes.ConnectionLost("closed right after the TLS handshake", maybe_tls=True)
 
 
 def test_policy_backoff_grows_caps_and_jitters() -> None:

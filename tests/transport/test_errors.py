@@ -23,7 +23,6 @@ import trustme
 from trionodes._errors import (
     ConnectionLost,
     CuratorError,
-    LikelyTLSError,
     ProtocolError,
     StatusCode,
     TLSError,
@@ -176,7 +175,8 @@ def test_verify_failure_wins_over_its_reason() -> None:
 )
 def test_eof_during_handshake_is_likely_tls(exc: ssl.SSLError) -> None:
     mapped = map_tls_error(exc, WHERE)
-    assert type(mapped) is LikelyTLSError
+    assert isinstance(mapped, ConnectionLost)
+    assert mapped.maybe_tls
     text = str(mapped)
     assert f"connection to {WHERE} was closed during the TLS handshake" in text
     assert "client certificate" in text
@@ -271,7 +271,8 @@ def test_ping_unanswered_is_a_dead_connection(
     explained = explain_lost(
         trace(tls=tls, received=received, ping_unanswered=True, lost_with=lost_with), WHERE
     )
-    assert type(explained) is ConnectionLost
+    assert isinstance(explained, ConnectionLost)
+    assert not explained.maybe_tls
     assert str(explained) == (
         f"connection to {WHERE} closed as dead: the Curator did not answer a keepalive ping in time"
     )
@@ -310,7 +311,8 @@ def test_lost_with_ssl_error_is_mapped_as_tls(lost_with: ssl.SSLError, establish
 @pytest.mark.parametrize("lost_with", [None, ConnectionResetError("reset")])
 def test_tls_closed_after_handshake_is_likely_tls(lost_with: BaseException | None) -> None:
     explained = explain_lost(trace(tls=True, established=True, lost_with=lost_with), WHERE)
-    assert type(explained) is LikelyTLSError
+    assert isinstance(explained, ConnectionLost)
+    assert explained.maybe_tls
     text = str(explained)
     assert f"connection to {WHERE} was closed right after the TLS handshake" in text
     assert "before the Curator sent anything" in text
@@ -323,7 +325,8 @@ def test_plain_text_closed_before_anything_is_likely_tls(
     established: bool, lost_with: BaseException | None
 ) -> None:
     explained = explain_lost(trace(tls=False, established=established, lost_with=lost_with), WHERE)
-    assert type(explained) is LikelyTLSError
+    assert isinstance(explained, ConnectionLost)
+    assert explained.maybe_tls
     text = str(explained)
     assert f"connection to {WHERE} was closed before the Curator sent anything" in text
     assert "ssl=trionodes.client_ssl_context(...)" in text
@@ -341,7 +344,8 @@ def test_tls_not_established_without_ssl_error_explains_nothing() -> None:
 def test_terminated_without_trace(tls: bool) -> None:
     exc = terminated()
     mapped = map_error(exc, WHERE, tls=tls, trace=None)
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert str(mapped) == f"stream to {WHERE} terminated: Connection lost"
     assert exc.__cause__ is None
 
@@ -353,7 +357,8 @@ def test_terminated_after_data_received(tls: bool) -> None:
     mapped = map_error(
         exc, WHERE, tls=tls, trace=trace(tls=tls, received=True, lost_with=lost_with)
     )
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert "terminated" in str(mapped)
     assert WHERE in str(mapped)
     # Nothing explained: the chain is left as grpclib made it.
@@ -363,7 +368,8 @@ def test_terminated_after_data_received(tls: bool) -> None:
 def test_terminated_ping_unanswered_mentions_keepalive() -> None:
     exc = terminated()
     mapped = map_error(exc, WHERE, tls=True, trace=trace(received=True, ping_unanswered=True))
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert "keepalive" in str(mapped)
     assert WHERE in str(mapped)
 
@@ -402,7 +408,8 @@ def test_terminated_keeps_an_existing_cause() -> None:
 def test_terminated_tls_nothing_received_is_likely_tls() -> None:
     exc = terminated()
     mapped = map_error(exc, WHERE, tls=True, trace=trace(tls=True, established=True))
-    assert type(mapped) is LikelyTLSError
+    assert isinstance(mapped, ConnectionLost)
+    assert mapped.maybe_tls
     assert "right after the TLS handshake" in str(mapped)
     assert WHERE in str(mapped)
 
@@ -411,7 +418,8 @@ def test_terminated_plain_text_nothing_received_is_likely_tls() -> None:
     lost_with = ConnectionResetError("reset")
     exc = terminated()
     mapped = map_error(exc, WHERE, tls=False, trace=trace(tls=False, lost_with=lost_with))
-    assert type(mapped) is LikelyTLSError
+    assert isinstance(mapped, ConnectionLost)
+    assert mapped.maybe_tls
     assert "before the Curator sent anything" in str(mapped)
     assert WHERE in str(mapped)
     assert exc.__cause__ is lost_with
@@ -419,7 +427,8 @@ def test_terminated_plain_text_nothing_received_is_likely_tls() -> None:
 
 def test_terminated_tls_not_established_is_plain_lost() -> None:
     mapped = map_error(terminated(), WHERE, tls=True, trace=trace(tls=True, established=False))
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert "terminated" in str(mapped)
 
 
@@ -520,7 +529,8 @@ def test_ssl_error_through_map_error_is_map_tls_error() -> None:
 )
 def test_connection_error_with_tls_is_likely_tls(exc: ConnectionError) -> None:
     mapped = map_error(exc, WHERE, tls=True, trace=None)
-    assert type(mapped) is LikelyTLSError
+    assert isinstance(mapped, ConnectionLost)
+    assert mapped.maybe_tls
     assert f"connection to {WHERE} was closed during the TLS handshake" in str(mapped)
 
 
@@ -535,7 +545,8 @@ def test_connection_error_with_tls_is_likely_tls(exc: ConnectionError) -> None:
 )
 def test_connection_error_without_tls_is_lost(exc: ConnectionError) -> None:
     mapped = map_error(exc, WHERE, tls=False, trace=None)
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert str(mapped) == f"connection to {WHERE} failed: {exc}"
 
 
@@ -543,7 +554,8 @@ def test_connection_error_without_tls_is_lost(exc: ConnectionError) -> None:
 def test_connection_refused_is_never_tls(tls: bool) -> None:
     exc = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
     mapped = map_error(exc, WHERE, tls=tls, trace=None)
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert str(mapped) == f"connection to {WHERE} failed: {exc}"
     assert "Connect call failed" in str(mapped)
 
@@ -560,7 +572,8 @@ def test_connection_refused_is_never_tls(tls: bool) -> None:
 @pytest.mark.parametrize("tls", [False, True])
 def test_other_os_error_is_lost(exc: OSError, tls: bool) -> None:
     mapped = map_error(exc, WHERE, tls=tls, trace=None)
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert str(mapped) == f"connection to {WHERE} failed: {exc}"
 
 
@@ -568,7 +581,8 @@ def test_other_os_error_is_lost(exc: OSError, tls: bool) -> None:
 def test_unknown_exception_is_lost_with_its_repr(tls: bool) -> None:
     exc = RuntimeError("boom")
     mapped = map_error(exc, WHERE, tls=tls, trace=trace(tls=tls))
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert str(mapped) == f"call to {WHERE} failed: RuntimeError('boom')"
 
 
@@ -577,7 +591,7 @@ def test_unknown_exception_is_lost_with_its_repr(tls: bool) -> None:
     [
         CuratorError(StatusCode.PERMISSION_DENIED, "no"),
         ConnectionLost("gone"),
-        LikelyTLSError("maybe tls"),
+        ConnectionLost("maybe tls", maybe_tls=True),
         ProtocolError("bad bytes"),
         TLSError("bad cert"),
         WatchClosed("closed"),
@@ -594,7 +608,12 @@ def test_our_errors_pass_through(exc: TrionodesError, tls: bool) -> None:
 def test_tls_errors_are_not_connection_lost() -> None:
     # Code that reconnects on ConnectionLost must not retry these forever.
     assert not issubclass(TLSError, ConnectionLost)
-    assert issubclass(LikelyTLSError, ConnectionLost)
+    # A close that only looks like TLS is a ConnectionLost, retried like one, and says so.
+    maybe_tls = ConnectionLost("closed during the TLS handshake", maybe_tls=True)
+    assert maybe_tls.maybe_tls
+    assert not ConnectionLost("gone").maybe_tls
+    with pytest.raises(AttributeError):
+        maybe_tls.maybe_tls = False  # type: ignore[misc]
 
 
 # Real ssl errors from the installed OpenSSL, over memory buffers: the tables must
@@ -762,14 +781,16 @@ def test_real_eof_during_handshake_is_likely_tls() -> None:
     with pytest.raises(ssl.SSLError) as info:
         client.do_handshake()
     mapped = map_error(info.value, WHERE, tls=True, trace=None)
-    assert type(mapped) is LikelyTLSError
+    assert isinstance(mapped, ConnectionLost)
+    assert mapped.maybe_tls
 
 
 @pytest.mark.parametrize("code", [*GOAWAY_MEANINGS, "HTTP_1_1_REQUIRED"])
 def test_a_goaway_is_reported_with_its_code_and_debug_data(code: str) -> None:
     goaway = GoAway(code, b"leader moved")
     mapped = map_error(terminated(), WHERE, tls=True, trace=trace(received=True, goaway=goaway))
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert f"GOAWAY {code} (leader moved)" in str(mapped)
     assert GOAWAY_MEANINGS.get(code, "") in str(mapped)
     assert "keepalive ping in time" not in str(mapped)

@@ -29,7 +29,7 @@ import h2.errors
 import h2.events
 import pytest
 
-from trionodes._errors import ConnectionLost, CuratorError, LikelyTLSError, StatusCode
+from trionodes._errors import ConnectionLost, CuratorError, StatusCode
 from trionodes._transport.codec import WATCH_PATH, RawCodec, RawMessage
 from trionodes._transport.errors import ConnectionTrace, GoAway, map_error
 from trionodes._transport.grpclib_private import (
@@ -426,7 +426,8 @@ def test_traced_channel_to_a_closed_port(tls: bool) -> None:
             # No TCP connection, so no protocol was built.
             assert channel.trace() is None
             mapped = map_error(info.value, f"127.0.0.1:{port}", tls=tls, trace=channel.trace())
-            assert type(mapped) is ConnectionLost
+            assert isinstance(mapped, ConnectionLost)
+            assert not mapped.maybe_tls
             assert f"127.0.0.1:{port}" in str(mapped)
         finally:
             await channel.aclose()
@@ -479,7 +480,8 @@ def test_keepalive_closes_a_silent_connection_as_the_clients() -> None:
     assert trace.ping_unanswered, f"{GRPCLIB}: keepalive did not close the connection: {trace}"
     assert not trace.received
     mapped = map_error(exc, "here", tls=False, trace=trace)
-    assert type(mapped) is ConnectionLost
+    assert isinstance(mapped, ConnectionLost)
+    assert not mapped.maybe_tls
     assert "keepalive" in str(mapped)
 
 
@@ -505,7 +507,8 @@ def test_plain_text_connection_closed_at_once_is_likely_tls() -> None:
     assert not trace.received
     assert not trace.ping_unanswered
     mapped = map_error(exc, "here", tls=False, trace=trace)
-    assert type(mapped) is LikelyTLSError
+    assert isinstance(mapped, ConnectionLost)
+    assert mapped.maybe_tls
 
 
 def test_goaway_too_many_pings_halves_how_often_the_channel_pings() -> None:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from .._errors import (
     ConnectionLost,
     CuratorError,
-    LikelyTLSError,
     ProtocolError,
     StatusCode,
     TLSError,
@@ -190,7 +189,7 @@ class ReconnectState:
     def _count_tls_closure(self, error: TrionodesError) -> TLSError | None:
         # Once this connection's settings have worked, such closes are the network's
         # doing (a proxy whose backend is down, say): retried like any outage.
-        if not isinstance(error, LikelyTLSError) or self._ever_received:
+        if not (isinstance(error, ConnectionLost) and error.maybe_tls) or self._ever_received:
             self._tls_closures = 0
             return None
         self._tls_closures += 1

@@ -16,7 +16,6 @@ import grpclib.exceptions
 from .._errors import (
     ConnectionLost,
     CuratorError,
-    LikelyTLSError,
     ProtocolError,
     StatusCode,
     TLSError,
@@ -81,9 +80,10 @@ def map_tls_error(exc: ssl.SSLError, where: str) -> TrionodesError:
         )
     reason = exc.reason or ""
     if isinstance(exc, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
-        return LikelyTLSError(
+        return ConnectionLost(
             f"connection to {where} was closed during the TLS handshake: "
-            f"{_LIKELY_CERT_REJECTION}, or may not serve TLS"
+            f"{_LIKELY_CERT_REJECTION}, or may not serve TLS",
+            maybe_tls=True,
         )
     if reason in NOT_TLS_REASONS:
         return TLSError(f"{failed}: the Curator does not seem to serve TLS there ({reason})")
@@ -172,14 +172,16 @@ def explain_lost(trace: ConnectionTrace | None, where: str) -> TrionodesError | 
     if isinstance(trace.lost_with, ssl.SSLError):
         return map_tls_error(trace.lost_with, where)
     if trace.tls and trace.established:
-        return LikelyTLSError(
+        return ConnectionLost(
             f"connection to {where} was closed right after the TLS handshake, before "
-            f"the Curator sent anything: {_LIKELY_CERT_REJECTION}"
+            f"the Curator sent anything: {_LIKELY_CERT_REJECTION}",
+            maybe_tls=True,
         )
     if not trace.tls:
-        return LikelyTLSError(
+        return ConnectionLost(
             f"connection to {where} was closed before the Curator sent anything: if it "
-            f"serves TLS, pass ssl=trionodes.client_ssl_context(...) to open_curator"
+            f"serves TLS, pass ssl=trionodes.client_ssl_context(...) to open_curator",
+            maybe_tls=True,
         )
     return None
 
@@ -213,8 +215,8 @@ def map_error(
 
     TLS failures that retrying cannot fix become :class:`TLSError`; connections that
     merely close during or right after the TLS handshake become a
-    :class:`LikelyTLSError` naming TLS and the likely cause (the watches retry it a
-    few times). Errors that are already ours pass through.
+    :class:`ConnectionLost` with ``maybe_tls`` set, naming TLS and the likely cause
+    (the watches retry it a few times). Errors that are already ours pass through.
 
     Args:
         exc: What the call raised.
@@ -238,9 +240,10 @@ def map_error(
     if tls and isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError):
         # Raised by connecting, after the TCP connection was made: asyncio reports a
         # connection closed mid-handshake so (an asyncio server sends no TLS alert).
-        return LikelyTLSError(
+        return ConnectionLost(
             f"connection to {where} was closed during the TLS handshake: "
-            f"{_LIKELY_CERT_REJECTION}, or may not serve TLS"
+            f"{_LIKELY_CERT_REJECTION}, or may not serve TLS",
+            maybe_tls=True,
         )
     if isinstance(exc, OSError):
         return ConnectionLost(f"connection to {where} failed: {exc}")
