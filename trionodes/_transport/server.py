@@ -95,17 +95,19 @@ class Peer:
     Attributes:
         cert: The client's verified certificate, as :meth:`ssl.SSLSocket.getpeercert`
             gives it; None over plain text, or when the client presented none.
+        cert_der: The same certificate, DER.
         certificates_sent: How many certificates the client sent (its own and any
             chain); 0 over plain text or when it sent none; None when it sent some
             but Python cannot count them (before 3.13).
     """
 
     cert: Mapping[str, Any] | None
+    cert_der: bytes | None
     certificates_sent: int | None
 
 
-# A peer known by nothing: a call whose connection has already gone.
-_UNKNOWN_PEER = Peer(None, 0)
+# A client that showed no certificate (plain text, or a connection already gone).
+_ANONYMOUS = Peer(None, None, 0)
 
 
 class StreamHandler(Protocol[_RequestIn]):
@@ -300,7 +302,7 @@ class _ServerConnection(H2Protocol):
     """
 
     transport: _GatedTransport
-    peer = _UNKNOWN_PEER
+    peer = _ANONYMOUS
     address: object = None
 
     def __init__(self, owner: WatchServer, server: grpclib.server.Server, base: H2Protocol) -> None:
@@ -334,12 +336,16 @@ class _ServerConnection(H2Protocol):
 
 def _peer_of(ssl_object: _ssl.SSLObject | None) -> Peer:
     if ssl_object is None:
-        return Peer(None, 0)
+        return _ANONYMOUS
     cert = ssl_object.getpeercert() or None
+    if cert is None:
+        # A certificate the server asked for is verified when sent: none was sent.
+        # (Python 3.13.0's get_unverified_chain() fails on a server then.)
+        return _ANONYMOUS
+    der = ssl_object.getpeercert(binary_form=True)
     if sys.version_info >= (3, 13):
-        chain = ssl_object.get_unverified_chain()
-        return Peer(cert, 0 if chain is None else len(chain))
-    return Peer(cert, None if cert is not None else 0)
+        return Peer(cert, der, len(ssl_object.get_unverified_chain() or ()))
+    return Peer(cert, der, None)
 
 
 class WatchServer:
@@ -557,7 +563,7 @@ class WatchServer:
             for connection in self._connections:
                 if connection.address == address:
                     return connection.peer
-        return _UNKNOWN_PEER
+        return _ANONYMOUS
 
 
 def _abort(connections: list[_ServerConnection]) -> None:
