@@ -27,6 +27,7 @@ import grpclib.const
 from .._core.endpoints import Endpoint
 from .._curator import Curator
 from .._errors import ProtocolError, TrionodesError
+from .._groups import sole_exception
 from .._proto.metropolis.node.core.curator.proto.api import WatchRequest
 from .bridge import Bridge, open_bridge
 from .codec import WATCH_PATH, RawCodec, RawMessage
@@ -198,21 +199,23 @@ class Connection:
                 f"{self._opened_by}(...)` block has ended"
             )
         stream = MessageStream(self._bridge)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(
-                self._bridge.run,
-                _pump,
-                self._channel,
-                path,
-                request,
-                stream,
-                self.where,
-                self._max_message_bytes,
-            )
-            try:
-                yield stream
-            finally:
-                tasks.cancel_scope.cancel()
+        # The pump never raises: what the block raises comes out as itself.
+        with sole_exception():
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(
+                    self._bridge.run,
+                    _pump,
+                    self._channel,
+                    path,
+                    request,
+                    stream,
+                    self.where,
+                    self._max_message_bytes,
+                )
+                try:
+                    yield stream
+                finally:
+                    tasks.cancel_scope.cancel()
 
     async def aclose(self) -> None:
         """Close the channel and wait until its sockets are closed (shielded)."""
@@ -227,17 +230,23 @@ async def make_channel(
     ssl: _ssl.SSLContext | None,
     config: grpclib.config.Configuration,
     verify: Callable[[bytes], None] | None = None,
+    on_slower_pings: Callable[[float], None] | None = None,
 ) -> TracedChannel:
-    """A traced channel to ``host:port`` (run it on the loop: grpclib looks it up)."""
+    """A traced channel to ``host:port`` (run it on the loop: grpclib looks it up).
+
+    A server refusing pings as too frequent is said once in the log, and then told
+    to ``on_slower_pings`` (the new interval), to remember for that server.
+    """
 
     def slower_pings(interval: float) -> None:
         _log.warning(
-            "%s:%d refused keepalive pings as too frequent (GOAWAY too_many_pings); "
+            "%s refused keepalive pings as too frequent (GOAWAY too_many_pings); "
             "pinging every %g s from now on",
-            host,
-            port,
+            Endpoint(host, port),
             interval,
         )
+        if on_slower_pings is not None:
+            on_slower_pings(interval)
 
     return TracedChannel(
         host,

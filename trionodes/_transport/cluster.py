@@ -24,7 +24,14 @@ from .._core.endpoints import Endpoint, curator_endpoint, parse_endpoint
 from .._core.wire import split_watch_event
 from .._credentials import Credentials
 from .._curator import Curator, RawStream
-from .._errors import ConnectionLost, CuratorError, StatusCode, TLSError, TrionodesError
+from .._errors import (
+    ConnectionLost,
+    CuratorError,
+    StatusCode,
+    TLSError,
+    TrionodesError,
+)
+from .._groups import sole_exception
 from .._proto.metropolis.node.core.curator.proto.api import (
     GetCurrentLeaderRequest,
     GetCurrentLeaderResponse,
@@ -82,6 +89,8 @@ class _ClusterSource:
         self._credentials = credentials
         self._ssl = None if credentials is None else credentials._client_context()
         self._keepalive = keepalive
+        # Slower pings for the servers that refused them as too frequent: for good.
+        self._keepalive_by_endpoint: dict[Endpoint, float] = {}
         self._keepalive_timeout = keepalive_timeout
         self._max_message_bytes = max_message_bytes
         self._leader: Connection | None = None
@@ -159,6 +168,13 @@ class _ClusterSource:
         details = "; ".join(f"{endpoint}: {error}" for endpoint, error in failures)
         if failures and all(type(error) is TLSError for _, error in failures):
             raise TLSError(f"no node could be verified as a node of the cluster: {details}")
+        if failures and all(
+            isinstance(error, ConnectionLost) and error.maybe_tls for _, error in failures
+        ):
+            # Counted like any TLS-looking close: a few in a row end the watch.
+            raise ConnectionLost(
+                f"every node closed the connection at once: {details}", maybe_tls=True
+            )
         raise ConnectionLost(f"no control-plane node said who leads the cluster: {details}")
 
     async def _ask(self, endpoint: Endpoint) -> Leader | None:
@@ -201,10 +217,16 @@ class _ClusterSource:
                         ) from None
 
         config = configuration(
-            node_id if self._ssl is not None else None, self._keepalive, self._keepalive_timeout
+            node_id if self._ssl is not None else None,
+            self._keepalive_by_endpoint.get(endpoint, self._keepalive),
+            self._keepalive_timeout,
         )
+
+        def remember(interval: float) -> None:
+            self._keepalive_by_endpoint[endpoint] = interval
+
         channel = await self._bridge.run(
-            make_channel, endpoint.host, endpoint.port, self._ssl, config, verify
+            make_channel, endpoint.host, endpoint.port, self._ssl, config, verify, remember
         )
         return Connection(
             self._bridge,
@@ -376,10 +398,11 @@ async def open_cluster(
             bridge, parsed, credentials, keepalive, keepalive_timeout, max_message_bytes
         )
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(source.follow_leader)
-                yield Curator._over(source)
-                tasks.cancel_scope.cancel()
+            with sole_exception():
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(source.follow_leader)
+                    yield Curator._over(source)
+                    tasks.cancel_scope.cancel()
         finally:
             await source.aclose()
 
