@@ -384,6 +384,7 @@ async def test_pinging_too_often_gets_goaway_too_many_pings() -> None:
         assert trace is not None
         assert trace.goaway == GoAway("ENHANCE_YOUR_CALM", b"too_many_pings")
         assert not trace.ping_unanswered
+        await settle()  # the server's side of the close
         server = cluster.leader.server
         # The first ping and two strikes pass; the third strike is one too many.
         assert server.pings_received == 4
