@@ -26,7 +26,7 @@ import trionodes
 from trionodes import StatusCode
 from trionodes._proto.metropolis.node.core.curator.proto.api import GetCurrentLeaderResponse
 from trionodes._transport.bridge import Bridge, open_bridge
-from trionodes._transport.codec import RawCodec, RawMessage
+from trionodes._transport.codec import GET_CURRENT_LEADER_PATH, RawCodec, RawMessage
 from trionodes._transport.errors import GoAway
 from trionodes._transport.grpclib_private import TracedChannel, configuration
 from trionodes.testing import (
@@ -39,7 +39,7 @@ from trionodes.testing import (
     open_fake_cluster,
     settle,
 )
-from trionodes.testing._cluster import CURATOR_SERVICE, GET_CURRENT_LEADER_PATH
+from trionodes.testing._cluster import CURATOR_SERVICE
 
 from .calls import ALL_NODES, receive_backlog
 

@@ -25,7 +25,7 @@ from trionodes.testing import (
     settle,
 )
 
-from ..recorder import Recorder
+from ..watch.recorder import Recorder
 
 FAST = trionodes.RetryPolicy(initial_delay=0.01, max_delay=0.2, backlog_timeout=5.0)
 CONVERGE_TIMEOUT = 20.0
@@ -186,6 +186,7 @@ async def test_too_many_pings_doubles_the_interval_until_the_server_accepts_it(
             with caplog.at_level(logging.WARNING, logger="trionodes"):
                 # 0.1 s doubles to 0.2, 0.4, 0.8, then 1.6 s, which the server accepts.
                 await until(lambda: caplog.text.count("too_many_pings); pinging every") >= 4)
+                await until(lambda: watch.stats.reconnects >= 4 and watch.stats.synced)
                 reconnects = watch.stats.reconnects
                 await trio.sleep(4)
             assert watch.stats.reconnects == reconnects

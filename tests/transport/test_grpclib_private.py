@@ -36,6 +36,7 @@ from trionodes._transport.grpclib_private import (
     HookedServer,
     TracedChannel,
     TracedProtocol,
+    carries_data_or_headers,
     configuration,
     protocol_args,
 )
@@ -558,3 +559,35 @@ def test_goaway_too_many_pings_halves_how_often_the_channel_pings() -> None:
     assert intervals == [0.2]
     mapped = map_error(exc, "here", tls=False, trace=trace)
     assert "GOAWAY ENHANCE_YOUR_CALM (too_many_pings)" in str(mapped)
+
+
+# The parts the test servers use (behaviour: tests/transport/test_server.py).
+
+
+def test_the_protocol_dispatches_pings_through_its_event_table() -> None:
+    source = inspect.getsource(grpclib.protocol.EventsProcessor.__init__)
+    assert "PingReceived: self.process_ping_received" in source, (
+        f"{GRPCLIB}: EventsProcessor.processors no longer maps PingReceived; "
+        f"on_ping_received would see no ping"
+    )
+
+
+def test_the_connection_keeps_h2s_connection_and_the_transport() -> None:
+    source = inspect.getsource(grpclib.protocol.Connection.__init__)
+    for name in ("self._connection", "self._transport"):
+        assert name in source, f"{GRPCLIB}: Connection no longer sets {name}; send_goaway breaks"
+
+
+def test_h2_frames_are_read_from_their_headers() -> None:
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    assert not carries_data_or_headers(server.data_to_send())  # SETTINGS
+    server.ping(b"12345678")
+    assert not carries_data_or_headers(server.data_to_send())
+    client = h2.connection.H2Connection()
+    client.initiate_connection()
+    client.send_headers(
+        1, [(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "a")]
+    )
+    # The client's 24-byte preface is no frame; the frames after it are read in turn.
+    assert carries_data_or_headers(client.data_to_send()[24:])

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 
@@ -38,12 +39,11 @@ from .._proto.metropolis.node.core.curator.proto.api import (
     WatchRequest,
 )
 from .bridge import Bridge, open_bridge
-from .client import DEFAULT_MAX_MESSAGE_BYTES, Connection, make_channel
+from .client import DEFAULT_MAX_MESSAGE_BYTES, Connection, MessageStream, make_channel
+from .codec import GET_CURRENT_LEADER_PATH
 from .grpclib_private import configuration
 
 _log = logging.getLogger("trionodes")
-
-LEADER_PATH = "/metropolis.node.core.curator.proto.api.CuratorLocal/GetCurrentLeader"
 
 # How long a node may take to say who leads (seconds).
 _ANSWER_TIMEOUT = 5.0
@@ -180,7 +180,9 @@ class _ClusterSource:
     async def _ask(self, endpoint: Endpoint) -> Leader | None:
         connection = await self._connect(endpoint, None)
         try:
-            async with connection.open_call(LEADER_PATH, GetCurrentLeaderRequest()) as stream:
+            async with connection.open_call(
+                GET_CURRENT_LEADER_PATH, GetCurrentLeaderRequest()
+            ) as stream:
                 with anyio.fail_after(_ANSWER_TIMEOUT):
                     answer = GetCurrentLeaderResponse.parse(await stream.receive())
         except anyio.EndOfStream:
@@ -269,7 +271,9 @@ class _ClusterSource:
 
     async def _follow(self, leader: Connection) -> None:
         try:
-            async with leader.open_call(LEADER_PATH, GetCurrentLeaderRequest()) as stream:
+            async with leader.open_call(
+                GET_CURRENT_LEADER_PATH, GetCurrentLeaderRequest()
+            ) as stream:
                 while True:
                     answer = GetCurrentLeaderResponse.parse(await stream.receive())
                     if answer.leader_node_id != leader.leader_id:
@@ -293,6 +297,11 @@ class _ClusterSource:
             self._leader = None
         with anyio.CancelScope(shield=True):
             await self._close_retired()
+
+
+def _ask_who_leads(connection: Connection) -> AbstractAsyncContextManager[MessageStream]:
+    """A GetCurrentLeader call: who leads, then (from a follower) who leads next."""
+    return connection.open_call(GET_CURRENT_LEADER_PATH, GetCurrentLeaderRequest())
 
 
 class _LeaderStream:

@@ -1,4 +1,4 @@
-"""The protobuf codec of both ends: Watch events cross it as undecoded bytes."""
+"""The methods both ends call, and their codec: Watch events cross it as undecoded bytes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from grpclib.encoding.proto import ProtoCodec
 
 WATCH_PATH = "/metropolis.node.core.curator.proto.api.Curator/Watch"
+GET_CURRENT_LEADER_PATH = "/metropolis.node.core.curator.proto.api.CuratorLocal/GetCurrentLeader"
 
 
 class RawMessage:

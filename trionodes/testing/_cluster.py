@@ -40,7 +40,7 @@ from .._proto.metropolis.node.core.curator.proto.api import (
     Node,
     WatchRequest,
 )
-from .._transport.codec import WATCH_PATH
+from .._transport.codec import GET_CURRENT_LEADER_PATH, WATCH_PATH
 from .._transport.server import (
     CURATOR_PING_POLICY,
     Peer,
@@ -57,7 +57,6 @@ from ._served import ServedCluster
 if TYPE_CHECKING:
     from ._pki import ClusterPKI, NodeIdentity
 
-GET_CURRENT_LEADER_PATH = "/metropolis.node.core.curator.proto.api.CuratorLocal/GetCurrentLeader"
 CURATOR_SERVICE = "metropolis.node.core.curator.proto.api.Curator"
 
 # make_node indexes for the members' own nodes: far from the small indexes tests

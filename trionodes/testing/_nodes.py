@@ -95,7 +95,7 @@ async def run_churn(
 
     Nodes join (as ``NEW``), come up, change address and leave, so that the
     cluster wanders around ``target_nodes`` nodes. A changed node keeps its roles
-    and labels.
+    and labels; nodes running a Curator (a fake cluster's members) are left alone.
 
     Args:
         cluster: The cluster to change: a fake Curator, or an in-memory one.
@@ -107,16 +107,22 @@ async def run_churn(
     next_index = max((int(i.rsplit("-", 1)[1], 16) for i in cluster.nodes), default=0) + 1
     while True:
         await anyio.sleep(1 / changes_per_second)
-        size = len(cluster.nodes)
+        # Control-plane nodes stay as they are: clients find Curators through them.
+        churnable = sorted(
+            node_id
+            for node_id, node in cluster.nodes.items()
+            if node.status is None or node.status.running_curator is None
+        )
+        size = len(churnable)
         roll = rng.random()
         # One change in five is a join or a leave, more likely towards the target.
         if size == 0 or (roll < 0.2 and rng.random() < target_nodes / (size + target_nodes)):
             cluster.put(make_node(next_index, state=common.NodeState.NEW))
             next_index += 1
         elif roll < 0.2:
-            cluster.delete(rng.choice(sorted(cluster.nodes)))
+            cluster.delete(rng.choice(churnable))
         else:
-            node = cluster.nodes[rng.choice(sorted(cluster.nodes))]
+            node = cluster.nodes[rng.choice(churnable)]
             if node.state is not common.NodeState.UP:
                 cluster.put(dataclasses.replace(node, state=common.NodeState.UP))
             elif node.status is not None:
