@@ -198,6 +198,8 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (`python -m benchmarks`, extra arguments passed on)."""
+    # The `bench` group: grpcio and protobuf for the hand-written baseline client.
+    session.install(*_groups("bench"))
     session.install(".")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
