@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio.lowlevel
 
-from trionodes.testing import FakeCurator
+from trionodes.testing import FakeCluster, FakeCurator
 
 CLI = [sys.executable, "-m", "trionodes.cli"]
 # Generous: a loaded CI machine takes a while to start Python and import grpclib.
@@ -84,6 +84,16 @@ class Command:
                 self._stderr += chunk
         return status, self._stderr.decode()
 
+    async def rest(self) -> str:
+        """Once the process has ended: what it printed on stdout that was not read."""
+        assert self.process.returncode is not None
+        assert self.process.stdout is not None
+        with trio.fail_after(STARTUP_TIMEOUT):
+            while chunk := await self.process.stdout.receive_some():
+                self._stdout += chunk
+        rest, self._stdout = self._stdout, b""
+        return rest.decode()
+
     async def interrupt(self) -> tuple[int, str]:
         """Send Ctrl-C (SIGINT) and wait for the exit."""
         self.process.send_signal(signal.SIGINT)
@@ -110,6 +120,12 @@ async def run(*args: str, **kwargs: Any) -> AsyncIterator[Command]:
 
 def endpoint(fake: FakeCurator) -> str:
     return f"{fake.host}:{fake.port}"
+
+
+def followers_first(cluster: FakeCluster) -> list[str]:
+    """The members' endpoints, the leader's last: the lookup must go past followers."""
+    members = sorted(cluster.members, key=lambda member: member.is_leader)
+    return [member.endpoint for member in members]
 
 
 TIME = re.compile(r"^\d\d:\d\d:\d\d ")

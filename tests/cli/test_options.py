@@ -1,4 +1,4 @@
-"""The options that commands share: HOST:PORT, TLS, and every command's help."""
+"""The options that commands share: endpoints, modes, TLS, and every command's help."""
 
 from __future__ import annotations
 
@@ -8,34 +8,75 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from trionodes._core.endpoints import Endpoint
 from trionodes.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 from trionodes.cli._app import app
-from trionodes.cli._options import parse_endpoint
+from trionodes.cli._connect import CredentialFiles
+from trionodes.cli._options import make_target, parse_endpoints
 
 
-def test_parse_endpoint() -> None:
-    ctx, argument = click.Context(app), click.Argument(["endpoint"])
-    assert parse_endpoint(ctx, argument, "127.0.0.1:7835") == ("127.0.0.1", 7835)
-    assert parse_endpoint(ctx, argument, "[::1]:1") == ("::1", 1)
-    assert parse_endpoint(ctx, argument, "curator.example:65535") == ("curator.example", 65535)
+def test_parse_endpoints() -> None:
+    ctx, argument = click.Context(app), click.Argument(["endpoints"], nargs=-1)
+    assert parse_endpoints(
+        ctx, argument, ["127.0.0.1:7835", "[::1]:1", "curator.example", "[fd00::1]"]
+    ) == (
+        Endpoint("127.0.0.1", 7835),
+        Endpoint("::1", 1),
+        Endpoint("curator.example", 7835),
+        Endpoint("fd00::1", 7835),
+    )
 
 
 @pytest.mark.parametrize(
     ("endpoint", "message"),
     [
-        ("localhost", "is not HOST:PORT"),
-        (":7835", "is not HOST:PORT"),
-        ("::1:7835", "IPv6 address in brackets"),
-        ("host:0", "port must be a number from 1 to 65535"),
-        ("host:65536", "port must be a number from 1 to 65535"),
-        ("host:http", "port must be a number from 1 to 65535"),
+        (":7835", "':7835' has no host: write HOST or HOST:PORT, as 10.0.0.1:7835"),
+        ("::1:7835", "looks like an IPv6 address: put it in brackets, as [::1:7835]"),
+        ("host:0", "'host:0' has no valid port (1 to 65535) after the colon"),
+        ("host:65536", "has no valid port (1 to 65535)"),
+        ("host:http", "has no valid port (1 to 65535)"),
+        ("http://host", "has a URL scheme: drop it"),
     ],
 )
 def test_bad_endpoint_is_a_usage_error(endpoint: str, message: str) -> None:
-    for command in ("watch", "top"):
-        result = CliRunner().invoke(app, [command, endpoint])
+    for command in ("watch", "top", "leader"):
+        # A good endpoint first: each one is checked, wherever it is.
+        result = CliRunner().invoke(app, [command, "10.0.0.1", endpoint])
         assert result.exit_code == EXIT_USAGE
-        assert message in result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, result.output
+        assert message in errors[0]
+
+
+@pytest.mark.parametrize("command", ["watch", "top", "leader"])
+def test_no_endpoint_is_a_usage_error(command: str) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, [command])
+    assert result.exit_code == EXIT_USAGE
+    assert "Error: no endpoint: give one or more control-plane nodes, as 10.0.0.1" in (
+        result.output
+    )
+    # The optional DIR of --metroctl-config takes the next word: say so.
+    result = runner.invoke(app, [command, "--metroctl-config", "10.0.0.1"])
+    assert result.exit_code == EXIT_USAGE
+    assert (
+        "(--metroctl-config took '10.0.0.1' as its directory: write the endpoints "
+        "before it, or --metroctl-config=DIR)"
+    ) in " ".join(result.output.split())
+
+
+def test_mode_follows_the_endpoints_and_options(tmp_path: Path) -> None:
+    one, two = (Endpoint("10.0.0.1", 7835),), (Endpoint("10.0.0.1", 7835), Endpoint("h", 1))
+    assert not make_target(one).cluster
+    assert make_target(one, cluster=True).cluster
+    assert make_target(two).cluster
+    metroctl = make_target(one, metroctl_config="")
+    assert metroctl.cluster
+    assert metroctl.credentials == CredentialFiles(metroctl=True, metroctl_dir=None)
+    assert make_target(one, metroctl_config="d").credentials.metroctl_dir == Path("d")
+    pem = tmp_path / "x.pem"
+    files = make_target(two, ca=pem, cert=pem, key=pem).credentials
+    assert files == CredentialFiles(ca=pem, cert=pem, key=pem)
 
 
 def test_tls_options_go_together(tmp_path: Path) -> None:
@@ -58,14 +99,49 @@ def test_tls_options_go_together(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["watch", "h", "h2", "--server-hostname", "n"],
+         "--server-hostname and --no-check-hostname are for a single server"),
+        (["top", "h", "--cluster", "--no-check-hostname"],
+         "--server-hostname and --no-check-hostname are for a single server"),
+        (["watch", "h", "--metroctl-config=d", "--ca", "{pem}", "--cert", "{pem}",
+          "--key", "{pem}"],
+         "give either --metroctl-config or --ca, --cert and --key, not both"),
+        (["watch", "h", "h2", "--ca", "{pem}"],
+         "TLS needs --ca, --cert and --key together (got --ca)"),
+        (["leader", "h", "--cert", "{pem}", "--key", "{pem}"],
+         "--cert and --key go together, with --ca (got --cert, --key)"),
+        (["leader", "h", "--ca", "{pem}", "--key", "{pem}"],
+         "--cert and --key go together, with --ca (got --ca, --key)"),
+        (["leader", "h", "--metroctl-config=d", "--ca", "{pem}"],
+         "give either --metroctl-config or --ca (and --cert, --key), not both"),
+        (["serve", "--move-leader", "1"], "--move-leader needs --members"),
+        (["serve", "--members", "3", "--port", "7835"],
+         "--host and --port are for a lone Curator"),
+    ],
+)  # fmt: skip
+def test_options_that_do_not_go_together(tmp_path: Path, args: list[str], message: str) -> None:
+    pem = tmp_path / "x.pem"
+    pem.write_text("not a certificate\n")
+    result = CliRunner().invoke(app, [arg.format(pem=pem) for arg in args])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
     ("command", "options"),
     [
-        ("watch", ["--node ID", "--json", "--ca FILE", "--cert FILE", "--key FILE",
-                   "--server-hostname NAME", "--no-check-hostname"]),
-        ("top", ["--interval SECONDS", "--once", "--ca FILE", "--cert FILE", "--key FILE",
+        ("watch", ["ENDPOINT...", "--node ID", "--json", "--cluster", "--metroctl-config [DIR]",
+                   "--ca FILE", "--cert FILE", "--key FILE", "--server-hostname NAME",
+                   "--no-check-hostname"]),
+        ("top", ["ENDPOINT...", "--interval SECONDS", "--once", "--cluster",
+                 "--metroctl-config [DIR]", "--ca FILE", "--cert FILE", "--key FILE",
                  "--server-hostname NAME", "--no-check-hostname"]),
-        ("serve", ["--host ADDRESS", "--port PORT", "--nodes N", "--churn PER_SECOND",
-                   "--seed S", "--tls DIR"]),
+        ("leader", ["ENDPOINT...", "--json", "--timeout SECONDS", "--metroctl-config [DIR]",
+                    "--ca FILE", "--cert FILE", "--key FILE"]),
+        ("serve", ["--members N", "--move-leader SECONDS", "--host ADDRESS", "--port PORT",
+                   "--nodes N", "--churn PER_SECOND", "--seed S", "--tls DIR"]),
     ],
 )  # fmt: skip
 def test_help_explains_every_option_and_exit_status(command: str, options: list[str]) -> None:

@@ -1,128 +1,215 @@
 """Command-line options shared by several commands.
 
-``watch`` and ``top`` take a Curator's ``HOST:PORT`` and the TLS options
-(:func:`connection_options`, which hands the command one :class:`Target`);
-``serve`` and ``demo`` take the options of a simulated cluster
-(:func:`simulation_options`). Every command's help ends with its exit statuses
-(:func:`exit_status_help`).
+``watch`` and ``top`` take one or more endpoints, the TLS options and the cluster
+options (:func:`connection_options`, which hands the command one
+:class:`~trionodes.cli._connect.Target`); ``leader`` takes endpoints and credentials
+(:func:`leader_options`); ``serve`` and ``demo`` take the options of a simulated
+cluster (:func:`simulation_options`). Every command's help ends with its exit
+statuses (:func:`exit_status_help`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 import trionodes
+from trionodes import EndpointError
+from trionodes._core.endpoints import DEFAULT_PORT, Endpoint, parse_endpoint
 
 from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from ._connect import CredentialFiles, Target
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _WATCH_ERROR = """the watch ended with an error (for example the Curator
-     refused the call, or TLS failed); the reason is printed on stderr"""
+     refused the call, TLS failed, or a cluster's credentials cannot be used);
+     the reason is printed on stderr"""
+_USAGE = """bad command line, a file it names does not exist, or a single
+     server's certificate files cannot be used"""
 
 
-def exit_status_help(
-    ok: str,
-    error: str = _WATCH_ERROR,
-    usage: str = "bad command line or unusable certificate files",
-) -> str:
+def exit_status_help(ok: str, error: str = _WATCH_ERROR, usage: str = _USAGE) -> str:
     """An "Exit status" paragraph for a command's help (``\\b`` keeps its layout)."""
     return f"\b\nExit status:\n  {EXIT_OK}  {ok}\n  {EXIT_ERROR}  {error}\n  {EXIT_USAGE}  {usage}"
 
 
 def endpoint_text(host: str, port: int) -> str:
     """``HOST:PORT``, with an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(Endpoint(host, port))
 
 
-def parse_endpoint(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (an IPv6 address in brackets: ``[::1]:7835``) and check it.
+def parse_endpoints(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> tuple[Endpoint, ...]:
+    """Read each ``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` (port 7835 by default).
 
     Raises:
-        click.BadParameter: ``value`` is not of that form.
+        click.BadParameter: One is not of those forms; the message says what to write.
     """
-    host, colon, port_text = value.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise click.BadParameter(f"{value!r}: write an IPv6 address in brackets, as [::1]:7835")
-    if not colon or not host:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise click.BadParameter(f"{value!r}: the port must be a number from 1 to 65535")
-    return host, int(port_text)
+    try:
+        return tuple(parse_endpoint(value) for value in values)
+    except EndpointError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where and how to reach a Curator, from the command line.
+def _metroctl_dir(value: str | None) -> tuple[bool, Path | None]:
+    """``--metroctl-config``: whether it was given, and its directory (None: default)."""
+    if value is None:
+        return False, None
+    return True, Path(value) if value else None
 
-    Attributes:
-        host: Host name or address.
-        port: TCP port.
-        ssl: The client TLS context; None for plain text.
-        server_hostname: The name the Curator's certificate must hold, if not ``host``.
-    """
 
-    host: str
-    port: int
-    ssl: ssl.SSLContext | None = None
-    server_hostname: str | None = None
-
-    def __str__(self) -> str:
-        return endpoint_text(self.host, self.port)
-
-    def connect(self) -> contextlib.AbstractAsyncContextManager[trionodes.Curator]:
-        """Open the connection (:func:`trionodes.open_curator`)."""
-        return trionodes.open_curator(
-            self.host, self.port, ssl=self.ssl, server_hostname=self.server_hostname
+def _check_endpoints(endpoints: Sequence[Endpoint], metroctl_config: str | None) -> None:
+    if endpoints:
+        return
+    message = (
+        f"no endpoint: give one or more control-plane nodes, as 10.0.0.1 or 10.0.0.1:{DEFAULT_PORT}"
+    )
+    if metroctl_config:
+        # An optional value takes the next word: `--metroctl-config 10.0.0.1` ate it.
+        message += (
+            f" (--metroctl-config took {metroctl_config!r} as its directory: write the "
+            "endpoints before it, or --metroctl-config=DIR)"
         )
+    raise click.UsageError(message)
+
+
+def _pem_given(ca: Path | None, cert: Path | None, key: Path | None) -> list[str]:
+    return [name for name, value in (("--ca", ca), ("--cert", cert), ("--key", key)) if value]
 
 
 def make_target(
-    endpoint: tuple[str, int],
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
-    server_hostname: str | None,
-    no_check_hostname: bool,
+    endpoints: Sequence[Endpoint],
+    *,
+    cluster: bool = False,
+    metroctl_config: str | None = None,
+    ca: Path | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+    server_hostname: str | None = None,
+    no_check_hostname: bool = False,
 ) -> Target:
-    """The :class:`Target` that the endpoint argument and the TLS options describe.
+    """The :class:`Target` that the endpoints and the options describe.
+
+    Cluster mode (follow whichever node leads, through :func:`trionodes.open_cluster`)
+    when there are several endpoints, ``--metroctl-config`` or ``--cluster``; else the
+    single server at the endpoint (:func:`trionodes.open_curator`). In cluster mode
+    the PEM files become :class:`trionodes.Credentials`, read when connecting; for a
+    single server they make a client TLS context now.
 
     Raises:
-        click.UsageError: The TLS options are incomplete, given without TLS, or the
-            certificate files cannot be used.
+        click.UsageError: No endpoint; the TLS options are incomplete, given without
+            TLS, or do not apply to the mode; or a single server's certificate files
+            cannot be used.
     """
-    host, port = endpoint
-    given = [name for name, value in (("--ca", ca), ("--cert", cert), ("--key", key)) if value]
+    _check_endpoints(endpoints, metroctl_config)
+    given = _pem_given(ca, cert, key)
     if given and len(given) < 3:
         raise click.UsageError(
             f"TLS needs --ca, --cert and --key together (got {', '.join(given)})"
         )
+    metroctl, metroctl_dir = _metroctl_dir(metroctl_config)
+    if metroctl and given:
+        raise click.UsageError("give either --metroctl-config or --ca, --cert and --key, not both")
+    if cluster or metroctl or len(endpoints) > 1:
+        if server_hostname is not None or no_check_hostname:
+            raise click.UsageError(
+                "--server-hostname and --no-check-hostname are for a single server: a "
+                "cluster's nodes are checked by the node ID each must have, never by "
+                "host name; leave them out"
+            )
+        files = CredentialFiles(metroctl, metroctl_dir, ca, cert, key)
+        return Target(tuple(endpoints), cluster=True, credentials=files)
     if ca is None or cert is None or key is None:
         if server_hostname is not None or no_check_hostname:
             raise click.UsageError("--server-hostname and --no-check-hostname need TLS")
-        return Target(host, port)
+        return Target(tuple(endpoints))
     try:
         context = trionodes.client_ssl_context(ca, cert, key, check_hostname=not no_check_hostname)
     except (ssl.SSLError, ValueError) as exc:
-        raise click.UsageError(f"cannot use the certificate files: {exc}") from None
-    return Target(host, port, context, server_hostname)
+        raise click.UsageError(
+            f"cannot use the certificate files: {exc} (metroctl's owner-key.pem can be "
+            "read only when following a cluster: add --cluster, or use --metroctl-config)"
+        ) from None
+    return Target(tuple(endpoints), ssl=context, server_hostname=server_hostname)
+
+
+def make_credentials(
+    endpoints: Sequence[Endpoint],
+    *,
+    metroctl_config: str | None = None,
+    ca: Path | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> CredentialFiles:
+    """The credentials of ``leader``: the CA alone will do.
+
+    Raises:
+        click.UsageError: No endpoint, ``--cert`` or ``--key`` without the others, or
+            both ``--metroctl-config`` and PEM files.
+    """
+    _check_endpoints(endpoints, metroctl_config)
+    given = _pem_given(ca, cert, key)
+    if (cert is None) != (key is None) or (cert is not None and ca is None):
+        raise click.UsageError(
+            f"--cert and --key go together, with --ca (got {', '.join(given)}); "
+            "--ca alone is enough to find the leader"
+        )
+    metroctl, metroctl_dir = _metroctl_dir(metroctl_config)
+    if metroctl and given:
+        raise click.UsageError(
+            "give either --metroctl-config or --ca (and --cert, --key), not both"
+        )
+    return CredentialFiles(metroctl, metroctl_dir, ca, cert, key)
 
 
 _PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
+_ENDPOINTS = click.argument("endpoints", nargs=-1, callback=parse_endpoints, metavar="ENDPOINT...")
+
+
+def _metroctl_option(what: str) -> Callable[[_F], _F]:
+    return click.option(
+        "--metroctl-config",
+        "metroctl_config",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[DIR]",
+        help="Use the credentials metroctl keeps (ca.pem, owner.pem, owner-key.pem) in "
+        "DIR, by default metroctl's own directory ($XDG_CONFIG_HOME/metroctl, or "
+        f"~/.config/metroctl){what}. Write the endpoints before it, or give DIR as "
+        "--metroctl-config=DIR.",
+    )
+
+
+def _pem_options(ca_help: str) -> list[Callable[[_F], _F]]:
+    return [
+        click.option("--ca", type=_PEM_FILE, metavar="FILE", help=ca_help),
+        click.option(
+            "--cert",
+            type=_PEM_FILE,
+            metavar="FILE",
+            help="The client certificate (PEM) to present, issued by the cluster CA.",
+        ),
+        click.option(
+            "--key",
+            type=_PEM_FILE,
+            metavar="FILE",
+            help="The client certificate's key (PEM; following a cluster, also "
+            "metroctl's owner-key.pem).",
+        ),
+    ]
+
 
 def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the ``HOST:PORT`` argument and the TLS options to a command.
+    """Add the endpoints, the cluster options and the TLS options to a command.
 
     The command receives them as one keyword argument, ``target`` (a :class:`Target`),
     instead of one argument per option.
@@ -131,7 +218,9 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def with_target(
         *,
-        endpoint: tuple[str, int],
+        endpoints: tuple[Endpoint, ...],
+        cluster: bool,
+        metroctl_config: str | None,
         ca: Path | None,
         cert: Path | None,
         key: Path | None,
@@ -139,39 +228,77 @@ def connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
         no_check_hostname: bool,
         **options: Any,
     ) -> Any:
-        target = make_target(endpoint, ca, cert, key, server_hostname, no_check_hostname)
+        target = make_target(
+            endpoints,
+            cluster=cluster,
+            metroctl_config=metroctl_config,
+            ca=ca,
+            cert=cert,
+            key=key,
+            server_hostname=server_hostname,
+            no_check_hostname=no_check_hostname,
+        )
         return command(target=target, **options)
 
     return _add(
         with_target,
-        click.argument("endpoint", callback=parse_endpoint, metavar="HOST:PORT"),
+        _ENDPOINTS,
         click.option(
-            "--ca",
-            type=_PEM_FILE,
-            metavar="FILE",
-            help="The cluster CA certificate (PEM) to verify the Curator with. Give it "
-            "with --cert and --key (mutual TLS); leave all three out for plain text.",
+            "--cluster",
+            is_flag=True,
+            help="Follow whichever node leads the cluster, even with one endpoint "
+            "(implied by several endpoints or --metroctl-config).",
         ),
-        click.option(
-            "--cert",
-            type=_PEM_FILE,
-            metavar="FILE",
-            help="The client certificate (PEM) to present, issued by the cluster CA.",
-        ),
-        click.option(
-            "--key", type=_PEM_FILE, metavar="FILE", help="The client certificate's key (PEM)."
+        _metroctl_option(", and follow the cluster's leader"),
+        *_pem_options(
+            "The cluster CA certificate (PEM) to verify the Curator with. Give it "
+            "with --cert and --key (mutual TLS); leave all three out for plain text."
         ),
         click.option(
             "--server-hostname",
             metavar="NAME",
-            help="The name the Curator's certificate must hold, when it is not HOST "
-            "(for example when connecting by address). Needs TLS.",
+            help="A single server only: the name the Curator's certificate must hold, "
+            "when it is not the endpoint's host (for example when connecting by "
+            "address). Needs TLS.",
         ),
         click.option(
             "--no-check-hostname",
             is_flag=True,
-            help="Accept a Curator certificate that names another host (it must still "
-            "be issued by the CA). For certificates that name no host.",
+            help="A single server only: accept a Curator certificate that names another "
+            "host (it must still be issued by the CA). For certificates that name no host.",
+        ),
+    )
+
+
+def leader_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the endpoints and the credentials options of ``leader`` to a command.
+
+    The command receives ``endpoints`` (a tuple of endpoints) and ``credentials`` (a
+    :class:`~trionodes.cli._connect.CredentialFiles`).
+    """
+
+    @functools.wraps(command)
+    def with_credentials(
+        *,
+        endpoints: tuple[Endpoint, ...],
+        metroctl_config: str | None,
+        ca: Path | None,
+        cert: Path | None,
+        key: Path | None,
+        **options: Any,
+    ) -> Any:
+        credentials = make_credentials(
+            endpoints, metroctl_config=metroctl_config, ca=ca, cert=cert, key=key
+        )
+        return command(endpoints=endpoints, credentials=credentials, **options)
+
+    return _add(
+        with_credentials,
+        _ENDPOINTS,
+        _metroctl_option(""),
+        *_pem_options(
+            "The cluster CA certificate (PEM) to verify the nodes with; enough on its "
+            "own to find the leader. Leave it out for plain text."
         ),
     )
 

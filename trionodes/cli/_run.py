@@ -19,11 +19,7 @@ import trio
 from trionodes import TLSError
 
 from . import EXIT_ERROR, EXIT_OK
-
-_TLS_HINT = (
-    "TLS needs --ca (the cluster CA), --cert and --key; if the Curator's certificate "
-    "names another host, add --server-hostname NAME or --no-check-hostname"
-)
+from ._connect import SERVER_TLS_HINT, terminal_words
 
 _ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 
@@ -37,15 +33,19 @@ def run_command(
     *,
     error: _ErrorTypes,
     on_interrupt: Callable[[], object] | None = None,
+    hint: Callable[[BaseException], str | None] | None = None,
 ) -> int:
     """Run ``main`` under Trio; return the exit status (``EXIT_OK`` or ``EXIT_ERROR``).
 
     Args:
         main: The command's async main, called with no arguments.
         error: The exception types that end the command with an error: each is
-            printed on stderr as ``trionodes: error: MESSAGE`` (a TLS error with a
-            hint about the TLS options) and the status is ``EXIT_ERROR``.
+            printed on stderr as ``trionodes: error: MESSAGE``, then ``hint``'s
+            advice if any, and the status is ``EXIT_ERROR``.
         on_interrupt: Called after Ctrl-C ended the run, e.g. to say goodbye.
+        hint: Gives what to try next after an error, in the command's flags,
+            printed as ``trionodes: hint: ADVICE``, or None. By default a TLS error
+            gets advice about the TLS options of a single server.
 
     Ctrl-C and a reader that closed stdout end the run with ``EXIT_OK``. Any other
     exception is a bug and propagates.
@@ -60,12 +60,17 @@ def run_command(
         _silence_stdout()
     except* error as group:
         for exc in _leaves(group):
-            click.echo(f"trionodes: error: {exc}", err=True)
-            if isinstance(exc, TLSError):
-                # The message speaks of the Python API; say it in options too.
-                click.echo(f"trionodes: hint: {_TLS_HINT}", err=True)
+            click.echo(f"trionodes: error: {terminal_words(str(exc))}", err=True)
+            # The message speaks of the Python API; say it in options too.
+            advice = (hint or _server_tls_hint)(exc)
+            if advice is not None:
+                click.echo(f"trionodes: hint: {advice}", err=True)
         status = EXIT_ERROR
     return status
+
+
+def _server_tls_hint(exc: BaseException) -> str | None:
+    return SERVER_TLS_HINT if isinstance(exc, TLSError) else None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -85,10 +90,18 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+class _TerminalFormatter(logging.Formatter):
+    """Formats a log record with the library's keywords named as flags."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a line, through :func:`terminal_words`."""
+        return terminal_words(super().format(record))
+
+
 def log_to_stderr() -> None:
     """Print the library's log (failures, reconnects, recoveries) on stderr."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(_TerminalFormatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     # The error that ends a watch is printed once, by run_command, as `trionodes: error:`.
     handler.addFilter(lambda record: record.levelno < logging.ERROR)
     library_logger().addHandler(handler)

@@ -26,6 +26,7 @@ from rich.text import Text
 import trionodes
 from trionodes import Node, NodeState, TrionodesError, WatchStats
 
+from ._connect import Target, leader_text, terminal_words
 from ._format import (
     address_text,
     age_text,
@@ -35,7 +36,7 @@ from ._format import (
     short_id,
     state_text,
 )
-from ._options import Target, connection_options, exit_status_help
+from ._options import connection_options, exit_status_help
 from ._run import library_logger, log_to_stderr, run_command
 
 # Hex digits of a node id kept: unlikely to collide in a real cluster of hundreds of nodes.
@@ -63,7 +64,7 @@ class TableRow:
     gone: bool = False
 
 
-class NodeTable:
+class NodeTable(trionodes.Follower):
     """A :class:`~trionodes.Follower` keeping the rows of ``trionodes top``.
 
     Nodes that leave stay in the table, marked gone, for ``linger`` seconds, so that a
@@ -174,6 +175,8 @@ def render_table(
     title: str,
     stats: WatchStats,
     last_log: logging.LogRecord | None = None,
+    *,
+    leader: str | None = None,
 ) -> Group:
     """The screen of ``trionodes top``: a rich renderable.
 
@@ -183,12 +186,16 @@ def render_table(
         stats: The watch's state, shown at the end of the first line.
         last_log: The latest log line from the library, if any (for example a
             reconnect and its cause), shown below the table.
+        leader: Who leads the cluster (``leader ID at HOST:PORT``), shown on the
+            first line before the watch's state; None for a single server.
     """
     rows = table.rows()
     present = [row for row in rows if not row.gone]
     up = sum(row.node.state is NodeState.UP for row in present)
     status = f"{count_text(len(present))}, {up} up" if table.synced else "waiting for the cluster…"
     heading = Text(f"{title} · {status} · ", style="bold")
+    if leader is not None:
+        heading.append(f"{leader} · ", style="bold cyan")
     heading.append(connection_text(stats))
     grid = Table(box=box.SIMPLE_HEAD)
     for header in ("NODE", "STATE", "ADDRESS", "ROLES", "CHANGED", "LAST CHANGE"):
@@ -214,7 +221,8 @@ def render_table(
 
 def _log_text(record: logging.LogRecord) -> Text:
     when = datetime.datetime.fromtimestamp(record.created)
-    return Text(f"{when:%H:%M:%S} {record.levelname.lower()}: {record.getMessage()}", "yellow")
+    message = terminal_words(record.getMessage())
+    return Text(f"{when:%H:%M:%S} {record.levelname.lower()}: {message}", "yellow")
 
 
 async def run_top(
@@ -229,7 +237,7 @@ async def run_top(
     """Show the cluster's nodes: once after the initial cluster, or refreshed forever.
 
     Args:
-        target: The Curator.
+        target: The Curator, or the cluster (whose leader the first line names).
         interval: Seconds between two refreshes.
         once: Show the table once the initial cluster is in, then return.
         show: Prints a renderable (in ``once`` mode).
@@ -237,21 +245,28 @@ async def run_top(
         last_log: The latest library warning, shown below the table.
     """
     table = NodeTable()
-    title = f"trionodes top · {target}"
+    # A cluster's first line names the leader and its address instead of the endpoints.
+    title = f"trionodes top · {'cluster' if target.cluster else target}"
     async with (
         target.connect() as curator,
         trionodes.open_node_watch(curator) as watch,
         trio.open_nursery() as nursery,
     ):
+
+        def leader() -> str | None:
+            # Read at each redraw: it changes when the leadership moves.
+            return leader_text(curator) if target.cluster else None
+
         if once:
             await nursery.start(watch.follow, table)
-            show(render_table(table, title, watch.stats))
+            show(render_table(table, title, watch.stats, leader=leader()))
             nursery.cancel_scope.cancel()
             return
         nursery.start_soon(watch.follow, table)
         with live() as display:
             while True:
-                display.update(render_table(table, title, watch.stats, last_log.last), refresh=True)
+                screen = render_table(table, title, watch.stats, last_log.last, leader=leader())
+                display.update(screen, refresh=True)
                 await trio.sleep(interval)
 
 
@@ -276,9 +291,9 @@ def top(target: Target, interval: float, once: bool) -> None:
 
     One row per node: its id, state, address and roles, how long ago it last
     changed and what changed. Nodes that leave stay for a few seconds, struck
-    through. The first line tells whether the stream is live, syncing or
-    reconnecting, and how often it reconnected; the latest failure or recovery
-    shows below the table.
+    through. The first line tells which node leads (when following a cluster),
+    whether the stream is live, syncing or reconnecting, and how often it
+    reconnected; the latest failure or recovery shows below the table.
     Works in any terminal, also over SSH. Stop with Ctrl-C.
     """
     console = Console()
@@ -306,4 +321,4 @@ def top(target: Target, interval: float, once: bool) -> None:
         live=live,
         last_log=last_log,
     )
-    click.get_current_context().exit(run_command(run, error=TrionodesError))
+    click.get_current_context().exit(run_command(run, error=TrionodesError, hint=target.hint))

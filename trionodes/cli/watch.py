@@ -17,8 +17,9 @@ import click
 import trionodes
 from trionodes import Node, NodeBatch, TrionodesError
 
+from ._connect import Target
 from ._format import count_text, format_deleted, format_new, format_updated, full_id, node_record
-from ._options import Target, connection_options, exit_status_help
+from ._options import connection_options, exit_status_help
 from ._run import log_to_stderr, run_command
 
 
@@ -148,5 +149,7 @@ def watch(target: Target, node_id: str | None, as_json: bool) -> None:
     """
     log_to_stderr()
     log = ChangeLog(click.echo, as_json=as_json)
-    status = run_command(partial(run_watch, target, node_id, log), error=TrionodesError)
+    status = run_command(
+        partial(run_watch, target, node_id, log), error=TrionodesError, hint=target.hint
+    )
     click.get_current_context().exit(status)

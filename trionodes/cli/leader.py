@@ -1,0 +1,119 @@
+"""``trionodes leader``: ask a cluster's control-plane nodes who leads it, and print it.
+
+Asks the endpoints in turn through ``CuratorLocal.GetCurrentLeader``
+(:func:`trionodes.find_leader`) and prints the leader's node id, where it serves the
+Curator and which node said so: one line for people, or a JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import click
+import trio
+
+import trionodes
+from trionodes import ConnectionLost, Leader, TLSError, TrionodesError
+from trionodes._core.endpoints import Endpoint
+
+from ._connect import CLUSTER_TLS_HINT, CredentialFiles
+from ._options import exit_status_help, leader_options
+from ._run import CommandError, log_to_stderr, run_command
+
+
+def leader_record(leader: Leader) -> dict[str, object]:
+    """The leader as the JSON object ``trionodes leader --json`` prints."""
+    return {
+        "node_id": leader.node_id,
+        "endpoint": str(leader.endpoint),
+        "host": leader.endpoint.host,
+        "port": leader.endpoint.port,
+        "told_by": leader.told_by,
+    }
+
+
+def leader_line(leader: Leader) -> str:
+    """The leader in one line for people: its id, its endpoint, who said so."""
+    return f"{leader.node_id} leads, at {leader.endpoint} (told by {leader.told_by})"
+
+
+async def run_leader(
+    endpoints: Sequence[Endpoint],
+    credentials: CredentialFiles,
+    give_up_after: float,
+    as_json: bool,
+    write: Callable[[str], object],
+) -> None:
+    """Find who leads and write it.
+
+    Raises:
+        CredentialsError: The credentials cannot be used.
+        TLSError: No node could be verified as a node of the cluster.
+        CommandError: No node said who leads, within ``give_up_after`` seconds or
+            at all.
+    """
+    loaded = credentials.load()
+    asked = " ".join(map(str, endpoints))
+    with trio.move_on_after(give_up_after):
+        try:
+            leader = await trionodes.find_leader(map(str, endpoints), credentials=loaded)
+        except ConnectionLost as exc:
+            advice = (
+                "The nodes seem to speak TLS: give --metroctl-config [DIR] or --ca FILE"
+                if exc.maybe_tls and not credentials.given
+                else "Check that the endpoints are the cluster's control-plane nodes and "
+                "that they are reachable"
+            )
+            raise CommandError(f"{exc}. {advice}") from None
+        write(json.dumps(leader_record(leader)) if as_json else leader_line(leader))
+        return
+    raise CommandError(
+        f"no control-plane node said who leads within {give_up_after:g} s (asked {asked}): "
+        "check that they are reachable, or give more time with --timeout"
+    )
+
+
+def _hint(exc: BaseException) -> str | None:
+    return CLUSTER_TLS_HINT if isinstance(exc, TLSError) else None
+
+
+@click.command(
+    epilog=exit_status_help(
+        "printed the leader",
+        "no node said who leads, no node could be verified as the cluster's, or the "
+        "credentials cannot be used (the reason is printed on stderr)",
+        "bad command line, or a file it names does not exist",
+    )
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print a JSON object: "node_id", "endpoint", "host", "port", "told_by".',
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up when no node has said who leads after this long.",
+)
+@leader_options
+def leader(
+    endpoints: tuple[Endpoint, ...], credentials: CredentialFiles, as_json: bool, timeout: float
+) -> None:
+    """Print which node leads the cluster.
+
+    Asks the control-plane nodes at ENDPOINT... in turn (`host` or `host:port`, port
+    7835 by default, an IPv6 address in brackets) until one says who leads; prints
+    the leader's node id, the endpoint where it serves the Curator, and which node
+    said so. Only the leader serves the Curator's Watch: this is the node that
+    `trionodes watch` with several endpoints (or --metroctl-config) follows.
+    """
+    log_to_stderr()
+    run = partial(run_leader, endpoints, credentials, timeout, as_json, click.echo)
+    status = run_command(run, error=(TrionodesError, CommandError), hint=_hint)
+    click.get_current_context().exit(status)
