@@ -52,6 +52,8 @@ def row(
 
 
 def _spread(runs: Sequence[float], unit: str) -> str:
+    if not runs:
+        return "n/a"
     scale, form = _UNITS[unit]
     median = form.format(statistics.median(runs) * scale)
     if len(runs) == 1:
@@ -62,7 +64,7 @@ def _spread(runs: Sequence[float], unit: str) -> str:
 
 def ratio(entry: dict[str, Any]) -> float | None:
     """Median of trionodes' runs over the median of the baseline's."""
-    if not entry["baseline"]:
+    if not (entry["trionodes"] and entry["baseline"]):
         return None
     return statistics.median(entry["trionodes"]) / statistics.median(entry["baseline"])
 
@@ -70,6 +72,8 @@ def ratio(entry: dict[str, Any]) -> float | None:
 def met(entry: dict[str, Any]) -> bool | None:
     """Whether the row meets its goal (None when it cannot be judged)."""
     kind, value = entry["goal_kind"], entry["goal_value"]
+    if not entry["trionodes"]:
+        return None
     if kind == "worst_max":
         return bool(max(entry["trionodes"]) <= value)
     found = ratio(entry)
