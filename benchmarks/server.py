@@ -165,8 +165,10 @@ class CuratorProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._process.stdin is not None
+        assert self._process.stdout is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
+        self._process.stdout.close()
 
 
 if __name__ == "__main__":
