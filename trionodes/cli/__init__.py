@@ -1,4 +1,4 @@
-"""The ``trionodes`` command line: ``watch``, ``top``, ``serve`` and ``demo``.
+"""The ``trionodes`` command line: ``watch``, ``top``, ``leader``, ``serve`` and ``demo``.
 
 It needs the ``cli`` extra (click and rich: ``pip install 'trionodes[cli]'``), which
 the library does not. So this module imports neither: it holds the exit statuses and
@@ -6,9 +6,11 @@ the library does not. So this module imports neither: it holds the exit statuses
 when it is missing and otherwise runs the click group of :mod:`trionodes.cli._app`.
 
 One module per command (:mod:`~trionodes.cli.watch`, :mod:`~trionodes.cli.top`,
-:mod:`~trionodes.cli.serve`, :mod:`~trionodes.cli.demo`); what they share is in
-``_run`` (running under Trio, exit statuses), ``_options`` (command-line options),
-``_format`` (nodes as text and JSON), ``_cluster`` and ``_certs``.
+:mod:`~trionodes.cli.leader`, :mod:`~trionodes.cli.serve`, :mod:`~trionodes.cli.demo`);
+what they share is in ``_run`` (running under Trio, exit statuses), ``_options``
+(command-line options), ``_connect`` (a single server or a cluster, credentials, the
+library's words as flags), ``_format`` (nodes as text and JSON), ``_cluster`` and
+``_certs``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ EXIT_OK = 0
 """Ended by Ctrl-C, by ``--duration``, after ``top --once``, or the node of
 ``watch --node`` was deleted."""
 EXIT_ERROR = 1
-"""The watch ended with an error (the Curator refused the call, TLS failed), ``serve``
-could not listen, or the ``cli`` extra is not installed."""
+"""The watch ended with an error (the Curator refused the call, TLS failed, a
+cluster's credentials cannot be used), ``leader`` found no leader, ``serve`` could not
+listen, or the ``cli`` extra is not installed."""
 EXIT_USAGE = 2
-"""Bad command line: unknown option, bad value, unreadable certificate file."""
+"""Bad command line: unknown option, bad value or endpoint, a file that does not
+exist, a single server's unusable certificate files."""
 
 # What the command line needs beyond the library: the `cli` extra of pyproject.toml.
 _EXTRA_MODULES = ("click", "rich")
