@@ -38,7 +38,7 @@ from .server import CuratorProcess
 SIZES = (10_000, 100_000)
 
 
-class _NoOpFollower:
+class _NoOpFollower(trionodes.Follower):
     def filter(self, node: Node) -> bool:
         return True
 

@@ -47,7 +47,7 @@ def _peak_rss() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-class _SleepyFollower:
+class _SleepyFollower(trionodes.Follower):
     """Keeps the latest state of every node and sleeps after each batch."""
 
     def __init__(self) -> None:

@@ -41,7 +41,7 @@ BACKENDS = ("trio", "asyncio")
 _WATCH = "/metropolis.node.core.curator.proto.api.Curator/Watch"
 
 
-class _EndFollower:
+class _EndFollower(trionodes.Follower):
     """A follower that does nothing but notice the end marker.
 
     Every new state counts as a change for it (``equals`` is false), as for a

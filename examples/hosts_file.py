@@ -68,7 +68,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 # --8<-- [start:follower]
-class HostsFile:
+class HostsFile(trionodes.Follower):
     """A follower that keeps ``path`` listing every node that has an address."""
 
     def __init__(self, path: Path) -> None:

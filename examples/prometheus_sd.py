@@ -80,7 +80,7 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-class ScrapeTargets:
+class ScrapeTargets(trionodes.Follower):
     """A follower that keeps a file_sd file with one target group per UP node."""
 
     def __init__(self, path: Path, port: int) -> None:

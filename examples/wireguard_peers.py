@@ -77,7 +77,7 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-class PeerList:
+class PeerList(trionodes.Follower):
     """A follower that keeps a file of WireGuard peers, one per UP node but ``own_id``."""
 
     def __init__(self, path: Path, port: int, own_id: str | None = None) -> None:

@@ -45,7 +45,7 @@ from trionodes.testing import (
     settle,
 )
 
-from .test_cleanup import established_connections, task_count
+from .watch.test_cleanup import established_connections, task_count
 
 # Faults are found and recovered from quickly, so that many fit in a run. As with the
 # defaults (30 s against 60 s), keepalive finds a dead connection well before a
@@ -75,7 +75,7 @@ BLOCKS_SLACK = 1.15
 
 
 @dataclasses.dataclass
-class Mirror:
+class Mirror(trionodes.Follower):
     """A :class:`trionodes.Follower` that keeps its view and checks every call against it."""
 
     admit: Callable[[Node], bool] = lambda node: True
@@ -171,7 +171,7 @@ class NodeWatchers:
         self._curator = curator
         self._fake = fake
         self._rng = rng
-        self.live: dict[str, trionodes.NodeWatcher] = {}
+        self.live: dict[str, trionodes.NodeWatch] = {}
         self.ended = 0
         self.reconnects = 0
         self.violations: list[str] = []
@@ -457,7 +457,7 @@ async def soak(args: argparse.Namespace) -> bool:
         changes_mirror = Mirror(admit=zone_0)
         changes_batches = [0]
         shared = [Mirror(), Mirror(admit=controller), Mirror(same=same_but_address)]
-        shared_watch: list[trionodes.NodeWatch] = []
+        shared_watch: list[trionodes.ClusterWatch] = []
         followed = [
             Followed("watch_nodes, Follower, every node", lambda: all_mirror.view),
             Followed("watch_nodes, SimpleFollower, UP nodes", lambda: simple_view, admit=up),

@@ -31,9 +31,9 @@ from ._tls import client_ssl_context
 from ._transport import open_curator
 from ._transport.cluster import Leader, find_leader, open_cluster
 from ._watch import (
+    ClusterWatch,
     NodeChanges,
     NodeWatch,
-    NodeWatcher,
     open_node_changes,
     open_node_watch,
     watch_node,
@@ -42,6 +42,7 @@ from ._watch import (
 
 __all__ = [
     "BatchKind",
+    "ClusterWatch",
     "ConnectionLost",
     "Credentials",
     "CredentialsError",
@@ -55,7 +56,6 @@ __all__ = [
     "NodeChanges",
     "NodeState",
     "NodeWatch",
-    "NodeWatcher",
     "ProtocolError",
     "RetryPolicy",
     "SimpleFollower",
@@ -75,3 +75,23 @@ __all__ = [
     "watch_node",
     "watch_nodes",
 ]
+
+
+# The messages generated from the Curator's .proto files keep their own module.
+_GENERATED = "trionodes._proto"
+
+
+def _fix_module_metadata() -> None:
+    """Make every public name defined in a private module say it is ``trionodes.X``.
+
+    So reprs, tracebacks and ``help()`` show the name users import (as trio does),
+    not the private module it happens to live in.
+    """
+    for name in __all__:
+        obj = globals()[name]
+        module = getattr(obj, "__module__", "")
+        if module.startswith("trionodes._") and not module.startswith(_GENERATED):
+            obj.__module__ = "trionodes"
+
+
+_fix_module_metadata()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
+import abc
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import anyio.lowlevel
-
-from ._core.engine import BatchKind, NodeBatch
+from ._core.engine import BatchKind
 from ._proto.metropolis.node.core.curator.proto.api import Node
 
 MaybeAwaitable = Awaitable[None] | None
@@ -19,53 +18,74 @@ MaybeAwaitable = Awaitable[None] | None
 class Follower(Protocol):
     """Something that keeps a view of the cluster's nodes and acts on its changes.
 
-    ``filter`` and ``equals`` define the view; the four callbacks report changes to
-    it. Callbacks may be plain methods or ``async def``. An exception raised by any of
+    Subclass it and write the four callbacks that report changes to the view::
+
+        class HostsFile(trionodes.Follower):
+            def new(self, node): ...
+            def updated(self, prev, node): ...
+            def deleted(self, prev): ...
+            def batch_done(self): ...
+
+    ``new``, ``updated``, ``deleted`` and ``batch_done`` have no default: a follower
+    that forgot one (most often ``deleted``) would silently keep a wrong view, so
+    instantiating a subclass that lacks one raises :class:`TypeError`. ``filter``,
+    ``equals`` and ``batch_started`` have defaults (every node, whole messages,
+    nothing); override them to narrow the view or react to a batch's kind. An
+    object that does not subclass :class:`Follower` must have all seven methods.
+
+    Callbacks may be plain methods or ``async def``. An exception raised by any of
     them ends the watch and propagates to whoever started it; ``batch_done`` is then
     not called. Nodes passed in are never modified afterwards, so a follower may keep
     references to them (and must not modify them either).
-
-    A follower may also have a ``batch_started(kind)`` method (optional, so not part
-    of this protocol's required methods): it is called with the batch's
-    :class:`BatchKind` before the first call of each batch. A ``RESYNC`` batch holds
-    what changed while the watch was reconnecting; its deletions were seen as
-    absence, so ``prev`` is the last state the follower saw, not a final state.
     """
 
+    __slots__ = ()
+
     def filter(self, node: Node) -> bool:
-        """Whether ``node`` belongs in this follower's view."""
-        ...
+        """Whether ``node`` belongs in this follower's view; by default, every node does."""
+        return True
 
     def equals(self, a: Node, b: Node) -> bool:
         """Whether two states of a node are the same for this follower.
 
         When it returns True, no ``updated`` call is made and the view keeps ``a``.
+        By default the whole messages are compared.
         """
-        ...
+        return a == b
 
+    def batch_started(self, kind: BatchKind) -> MaybeAwaitable:
+        """A batch begins; called with its :class:`BatchKind` before its first call.
+
+        A ``RESYNC`` batch holds what changed while the watch was reconnecting or
+        relisting; its deletions were seen as absence, so ``prev`` is the last state
+        the follower saw, not a final state. By default, nothing is done.
+        """
+        return None
+
+    @abc.abstractmethod
     def new(self, node: Node) -> MaybeAwaitable:
         """``node`` entered the view: it appeared, or started passing ``filter``."""
-        ...
 
+    @abc.abstractmethod
     def updated(self, prev: Node, node: Node) -> MaybeAwaitable:
         """A node in the view changed from ``prev`` to ``node``."""
-        ...
 
+    @abc.abstractmethod
     def deleted(self, prev: Node) -> MaybeAwaitable:
         """A node left the view (deleted, or filtered out); ``prev`` is its last state."""
-        ...
 
+    @abc.abstractmethod
     def batch_done(self) -> MaybeAwaitable:
         """A batch of the calls above is complete; apply it now.
 
         Called after every batch that made at least one call, and once after the
         initial cluster even when it was empty.
         """
-        ...
 
 
+@typing.final
 @dataclass(frozen=True, slots=True)
-class SimpleFollower:
+class SimpleFollower(Follower):
     """A :class:`Follower` built from optional callbacks.
 
     ``new`` and ``updated`` both call ``on_new_updated`` with the current node.
@@ -115,33 +135,3 @@ class SimpleFollower:
     def batch_started(self, kind: BatchKind) -> MaybeAwaitable:
         """Call ``on_batch_started``."""
         return None if self.on_batch_started is None else self.on_batch_started(kind)
-
-
-# Callbacks made between two checkpoints when all of them are plain functions, so a
-# large initial batch neither starves other tasks nor delays a cancel for long.
-_CALLS_PER_CHECKPOINT = 256
-
-
-async def deliver(follower: Follower, batch: NodeBatch) -> None:
-    """Make the follower calls for one batch, in order, ending with ``batch_done``."""
-    calls = 0
-    batch_started = getattr(follower, "batch_started", None)
-    if batch_started is not None:
-        calls = await _settle(batch_started(batch.kind), calls)
-    for prev, node in batch.upserts():
-        result = follower.new(node) if prev is None else follower.updated(prev, node)
-        calls = await _settle(result, calls)
-    for prev in batch.deleted:
-        calls = await _settle(follower.deleted(prev), calls)
-    await _settle(follower.batch_done(), 0)
-
-
-async def _settle(result: MaybeAwaitable, calls: int) -> int:
-    if result is not None and inspect.isawaitable(result):
-        await result
-        return 0
-    calls += 1
-    if calls >= _CALLS_PER_CHECKPOINT:
-        await anyio.lowlevel.checkpoint()
-        return 0
-    return calls

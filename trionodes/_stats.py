@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 from ._errors import TrionodesError
 
 
+@typing.final
 @dataclasses.dataclass(frozen=True, slots=True)
 class WatchStats:
     """A snapshot of a watch's counters and state.
@@ -16,6 +18,8 @@ class WatchStats:
         batches_delivered: Batches handed to followers and receivers (for
             :func:`watch_node`: states yielded).
         reconnects: New streams opened after a failed one.
+        relists: New streams opened because a relist was due (see
+            :func:`open_node_watch`); not failures, and not counted in ``reconnects``.
         last_error: The most recent fault, retried or not; None if there was none.
         connected: Whether the current stream has received a message and not failed.
         synced: Whether the current stream's backlog is in; while false after a
@@ -25,6 +29,7 @@ class WatchStats:
     events_received: int = 0
     batches_delivered: int = 0
     reconnects: int = 0
+    relists: int = 0
     last_error: TrionodesError | None = None
     connected: bool = False
     synced: bool = False
@@ -37,6 +42,7 @@ class Counters:
         self.events_received = 0
         self.batches_delivered = 0
         self.reconnects = 0
+        self.relists = 0
         self.last_error: TrionodesError | None = None
         self.connected = False
         self.synced = False
@@ -47,6 +53,7 @@ class Counters:
             events_received=self.events_received,
             batches_delivered=self.batches_delivered,
             reconnects=self.reconnects,
+            relists=self.relists,
             last_error=self.last_error,
             connected=self.connected,
             synced=self.synced,

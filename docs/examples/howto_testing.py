@@ -19,7 +19,7 @@ NodeState = trionodes.NodeState
 
 
 # --8<-- [start:follower]
-class UpAddresses:
+class UpAddresses(trionodes.Follower):
     """The follower under test: publishes the addresses of the UP nodes, per batch."""
 
     def __init__(self) -> None:

@@ -22,7 +22,7 @@ from trionodes.testing import (
     settle,
 )
 
-from ..recorder import Recorder
+from ..watch.recorder import Recorder
 from .calls import ALL_NODES, one_node, receive_backlog
 
 QUICK = trionodes.RetryPolicy(initial_delay=0.01, max_delay=0.01)

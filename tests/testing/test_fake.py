@@ -32,7 +32,7 @@ from trionodes.testing import (
     settle,
 )
 
-from ..test_cleanup import established_connections
+from ..watch.test_cleanup import established_connections
 from .calls import ALL_NODES, Receiver, one_node, receive_backlog
 
 

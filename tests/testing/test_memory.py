@@ -20,7 +20,7 @@ import trionodes
 from trionodes import BatchKind, NodeState
 from trionodes.testing import MemoryCurator, encode_watch_event, make_node, open_memory_curator
 
-from ..recorder import Recorder
+from ..watch.recorder import Recorder
 from .calls import ALL_NODES, one_node, receive_backlog
 
 # Reconnects after at most a virtual second.

@@ -13,7 +13,7 @@ from trionodes._proto.metropolis.node.core.curator.proto.api import WatchRequest
 from trionodes.testing import make_node
 from trionodes.testing._model import ClusterModel, ModelSession
 
-from ..test_purity import FORBIDDEN, PACKAGE_DIR, imported_modules
+from ..core.test_purity import FORBIDDEN, PACKAGE_DIR, imported_modules
 from .calls import ALL_NODES, one_node
 
 

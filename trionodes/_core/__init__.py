@@ -1,7 +1,7 @@
 """The sans-I/O core: every protocol decision, as plain functions and state machines.
 
 Nothing in this package does I/O, reads a clock or imports an async or gRPC library
-(``tests/test_purity.py`` enforces it); the watch tasks in :mod:`trionodes._watch`
+(``tests/core/test_purity.py`` enforces it); the watch tasks in :mod:`trionodes._watch`
 feed it what arrived and the time, and do what it says.
 
 * :mod:`.wire`: splits a ``WatchEvent`` at the protobuf wire level, and encodes one.

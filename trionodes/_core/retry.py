@@ -1,8 +1,9 @@
 """When a watch gives up on a stream, and how long it waits before the next one.
 
 Pure: :class:`RetryPolicy` is the user's settings, :class:`ReconnectState` the
-decisions a watch makes with them across streams. The watch tasks in ``_watch.py``
-tell the state what happened and when, and do the waiting and the logging.
+decisions a watch makes with them across streams. The watch's reconnect loop
+(``_watch/reconnect.py``) tells the state what happened and when, and does the
+waiting and the logging.
 """
 
 from __future__ import annotations

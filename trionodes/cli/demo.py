@@ -25,7 +25,7 @@ from ._options import exit_status_help, simulation_options
 from ._run import CommandError, log_to_stderr, run_command
 
 
-class ChangePrinter:
+class ChangePrinter(trionodes.Follower):
     """A :class:`~trionodes.Follower` that writes each batch as a block of lines.
 
     The lines of a batch are collected as its changes arrive and written out together
@@ -46,14 +46,6 @@ class ChangePrinter:
         self._lines: list[str] = []
         self.batches = 0
         self.nodes = 0
-
-    def filter(self, node: Node) -> bool:
-        """Admit every node."""
-        return True
-
-    def equals(self, a: Node, b: Node) -> bool:
-        """Compare whole messages."""
-        return a == b
 
     def new(self, node: Node) -> None:
         """Collect a line for a new node."""

@@ -88,14 +88,6 @@ class NodeTable(trionodes.Follower):
         self.synced = False
         self.batches = 0
 
-    def filter(self, node: Node) -> bool:
-        """Admit every node."""
-        return True
-
-    def equals(self, a: Node, b: Node) -> bool:
-        """Compare whole messages."""
-        return a == b
-
     def new(self, node: Node) -> None:
         """Add a row; a node of the initial cluster has no change yet."""
         if self.synced:

@@ -162,9 +162,24 @@ class ClusterModel:
         """Create or update ``nodes``, announced in one event."""
         self.change(put=nodes)
 
-    def delete(self, *node_ids: str) -> None:
-        """Delete nodes, announced in one event (unknown ids are ignored)."""
-        self.change(delete=node_ids)
+    def delete(self, *node_ids: str, silently: bool = False) -> None:
+        """Delete nodes, announced in one event (unknown ids are ignored).
+
+        Args:
+            node_ids: The nodes to delete.
+            silently: Tell no open Watch call: the nodes are only missing from
+                later backlogs. This is what a Curator does when its etcd watch is
+                rebuilt (after a compaction, or a cancelled etcd watch): it re-sends
+                the nodes that exist and no tombstone for one deleted in the gap.
+                A watch finds out at its next relist or reconnect (see
+                :func:`trionodes.open_node_watch`).
+        """
+        if not silently:
+            self.change(delete=node_ids)
+            return
+        for node_id in node_ids:
+            if self._nodes.pop(node_id, None) is not None:
+                del self._raw[node_id]
 
     def change(self, put: Iterable[Node] = (), delete: Iterable[str] = ()) -> None:
         """Create or update ``put`` and delete ``delete``, announced in one event."""

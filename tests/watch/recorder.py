@@ -10,7 +10,7 @@ from trionodes import Node
 
 
 @dataclass
-class Recorder:
+class Recorder(trionodes.Follower):
     """Records calls as tuples: ("new", id), ("updated", id), ("deleted", id), ("done",).
 
     Also keeps the follower's view, rebuilt from the calls alone.

@@ -14,7 +14,7 @@ import trio.testing
 import trionodes
 from trionodes import BatchKind, CuratorError, NodeState, StatusCode
 from trionodes._stats import Counters
-from trionodes._watch import _Reconnector
+from trionodes._watch.reconnect import Reconnector
 from trionodes.testing import FakeCurator, make_node, open_fake_curator, settle
 
 from .recorder import Recorder
@@ -295,7 +295,7 @@ async def test_backoff_starts_over_after_a_healthy_stream(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trionodes")
     policy = StepRecorder(reset_after=60)
-    reconnector = _Reconnector(policy, Counters(), "test watch")
+    reconnector = Reconnector(policy, None, Counters(), "test watch")
     # How long each stream stays synced before it fails; None: the watch ends.
     healthy_for = iter([0, 0, 61, 0, 59, 0, None])
 
@@ -323,7 +323,7 @@ async def test_likely_tls_closes_are_retried_for_ever_once_a_message_arrived(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     policy = trionodes.RetryPolicy(initial_delay=0.01, max_delay=0.01, tls_closures=2)
-    reconnector = _Reconnector(policy, Counters(), "test watch")
+    reconnector = Reconnector(policy, None, Counters(), "test watch")
     outcomes = iter(["message"] + ["close"] * 5 + [None])
 
     async def follow_stream() -> None:
@@ -336,7 +336,7 @@ async def test_likely_tls_closes_are_retried_for_ever_once_a_message_arrived(
 
     await reconnector.run(follow_stream)  # no TLSError: the settings worked once
 
-    fresh = _Reconnector(policy, Counters(), "test watch")
+    fresh = Reconnector(policy, None, Counters(), "test watch")
 
     async def always_closed() -> None:
         raise trionodes.ConnectionLost("closed right after the TLS handshake", maybe_tls=True)

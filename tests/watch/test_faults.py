@@ -42,7 +42,9 @@ async def until(condition: Callable[[], bool]) -> None:
 class Watched:
     """A watch with one recording follower, on a fake with nodes 1 to 3."""
 
-    def __init__(self, fake: FakeCurator, watch: trionodes.NodeWatch, recorder: Recorder) -> None:
+    def __init__(
+        self, fake: FakeCurator, watch: trionodes.ClusterWatch, recorder: Recorder
+    ) -> None:
         self.fake = fake
         self.watch = watch
         self.recorder = recorder
