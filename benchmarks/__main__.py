@@ -11,7 +11,16 @@ import sys
 import time
 from types import ModuleType
 
-from . import initial_sync, per_event, resync, slow_follower, throughput
+from . import (
+    cancel_latency,
+    initial_sync,
+    per_event,
+    responsiveness,
+    resync,
+    slow_follower,
+    throughput,
+    versus_grpcio,
+)
 
 BENCHMARKS: dict[str, ModuleType] = {
     "per_event": per_event,
@@ -19,6 +28,10 @@ BENCHMARKS: dict[str, ModuleType] = {
     "initial_sync": initial_sync,
     "slow_follower": slow_follower,
     "resync": resync,
+    # Against a hand-written grpc.aio + protobuf client: need the `bench` group.
+    "versus_grpcio": versus_grpcio,
+    "responsiveness": responsiveness,
+    "cancel_latency": cancel_latency,
 }
 
 
