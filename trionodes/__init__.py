@@ -30,6 +30,7 @@ from ._stats import WatchStats
 from ._tls import client_ssl_context
 from ._transport import open_curator
 from ._transport.cluster import Leader, find_leader, open_cluster
+from ._version import __version__
 from ._watch import (
     ClusterWatch,
     NodeChanges,
@@ -66,6 +67,7 @@ __all__ = [
     "WatchEvent",
     "WatchRequest",
     "WatchStats",
+    "__version__",
     "client_ssl_context",
     "find_leader",
     "open_cluster",
