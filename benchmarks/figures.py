@@ -20,7 +20,7 @@ from typing import Any
 # How each unit is written: a scale and a format.
 _UNITS = {
     "s": (1.0, "{:.3f} s"),
-    "ms": (1.0, "{:.0f} ms"),
+    "ms": (1.0, "{:,.0f} ms"),
     "events/s": (1.0, "{:,.0f}/s"),
     "B/node": (1.0, "{:,.0f} B"),
 }
