@@ -2,26 +2,30 @@
 
 Usage:
 
-    python examples/hosts_file.py HOST:PORT OUTPUT [--ca FILE --cert FILE --key FILE]
+    python examples/hosts_file.py ENDPOINT OUTPUT [--ca FILE --cert FILE --key FILE]
 
 Each line of OUTPUT maps a node's address to its id, so that the nodes can be
 reached by id. The file is rewritten once per batch of changes, atomically: a reader
 sees the old file or the new one, never a mix. Stop with Ctrl-C.
 
-Try it against the simulated Curator: run `trionodes serve` and pass the HOST:PORT
-it prints.
+ENDPOINT is the Curator's address, ``HOST`` or ``HOST:PORT`` (port 7835 by default;
+an IPv6 address in brackets, as ``[fd00::1]:7835``). Try it against the simulated
+Curator: run `trionodes serve` and pass the address it prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import trio
 
 import trionodes
+from trionodes._core.endpoints import parse_endpoint
 
 
 # --8<-- [start:address]
@@ -104,7 +108,9 @@ class HostsFile(trionodes.Follower):
 # --8<-- [start:main]
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Keep a hosts file of a cluster's nodes.")
-    parser.add_argument("endpoint", metavar="HOST:PORT", help="the Curator's address")
+    parser.add_argument(
+        "endpoint", metavar="ENDPOINT", help="the Curator's address: HOST or HOST:PORT"
+    )
     parser.add_argument("output", type=Path, help="the file to write")
     parser.add_argument("--ca", help="cluster CA certificate (PEM), for mutual TLS")
     parser.add_argument("--cert", help="client certificate (PEM)")
@@ -112,17 +118,29 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if (args.ca, args.cert, args.key).count(None) not in (0, 3):
         parser.error("mutual TLS needs --ca, --cert and --key together")
+    try:
+        # The library's own parser: HOST, HOST:PORT, [V6] or [V6]:PORT.
+        args.endpoint = parse_endpoint(args.endpoint)
+    except trionodes.EndpointError as exc:
+        fail(parser.prog, f"bad ENDPOINT: {exc}")
+    args.ssl = None
+    if args.ca:
+        try:
+            args.ssl = trionodes.client_ssl_context(args.ca, args.cert, args.key)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            fail(parser.prog, f"cannot use --ca, --cert and --key: {exc}")
     return args
 
 
+def fail(prog: str, message: str, status: int = 2) -> NoReturn:
+    """Print one error line (no traceback) and exit: 2 for a bad command line."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
 async def main(args: argparse.Namespace) -> None:
-    host, _, port = args.endpoint.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")  # [::1]:7835
-    ssl = None
-    if args.ca:
-        ssl = trionodes.client_ssl_context(args.ca, args.cert, args.key)
-    async with trionodes.open_curator(host, int(port), ssl=ssl) as curator:
-        # Runs until Ctrl-C; reconnects by itself when the connection breaks.
+    endpoint = args.endpoint
+    async with trionodes.open_curator(endpoint.host, endpoint.port, ssl=args.ssl) as curator:
         await trionodes.watch_nodes(curator, HostsFile(args.output))
 
 
@@ -133,4 +151,9 @@ if __name__ == "__main__":
         trio.run(main, arguments, restrict_keyboard_interrupt_to_checkpoints=True)
     except* KeyboardInterrupt:
         pass
+    except* trionodes.TrionodesError as errors:
+        # Refused by the Curator, or TLS that retrying cannot fix: one line each.
+        for error in errors.exceptions:
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 # --8<-- [end:main]

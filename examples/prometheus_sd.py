@@ -2,7 +2,7 @@
 
 Usage:
 
-    python examples/prometheus_sd.py HOST:PORT OUTPUT [--port 9100]
+    python examples/prometheus_sd.py ENDPOINT OUTPUT [--port 9100]
         [--ca FILE --cert FILE --key FILE]
 
 OUTPUT is a JSON list of target groups, one per node that is UP and has an
@@ -11,8 +11,9 @@ Prometheus labels. Point a ``file_sd_configs`` entry of Prometheus at it; Promet
 rereads it when it changes. The file is rewritten once per batch of changes that
 alter a target, atomically. Stop with Ctrl-C.
 
-Try it against the simulated Curator: run `trionodes serve` and pass the HOST:PORT
-it prints.
+ENDPOINT is the Curator's address, ``HOST`` or ``HOST:PORT`` (port 7835 by default;
+an IPv6 address in brackets, as ``[fd00::1]:7835``). Try it against the simulated
+Curator: run `trionodes serve` and pass the address it prints.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import argparse
 import json
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
 import trionodes
+from trionodes._core.endpoints import parse_endpoint
 
 # Characters a Prometheus label name may not hold.
 _NOT_LABEL_NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -113,7 +116,9 @@ class ScrapeTargets(trionodes.Follower):
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Keep a Prometheus file_sd file of a cluster.")
-    parser.add_argument("endpoint", metavar="HOST:PORT", help="the Curator's address")
+    parser.add_argument(
+        "endpoint", metavar="ENDPOINT", help="the Curator's address: HOST or HOST:PORT"
+    )
     parser.add_argument("output", type=Path, help="the file to write")
     parser.add_argument(
         "--port", type=int, default=9100, help="the port to scrape on each node (default 9100)"
@@ -124,16 +129,29 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if (args.ca, args.cert, args.key).count(None) not in (0, 3):
         parser.error("mutual TLS needs --ca, --cert and --key together")
+    try:
+        # The library's own parser: HOST, HOST:PORT, [V6] or [V6]:PORT.
+        args.endpoint = parse_endpoint(args.endpoint)
+    except trionodes.EndpointError as exc:
+        fail(parser.prog, f"bad ENDPOINT: {exc}")
+    args.ssl = None
+    if args.ca:
+        try:
+            args.ssl = trionodes.client_ssl_context(args.ca, args.cert, args.key)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            fail(parser.prog, f"cannot use --ca, --cert and --key: {exc}")
     return args
 
 
+def fail(prog: str, message: str, status: int = 2) -> NoReturn:
+    """Print one error line (no traceback) and exit: 2 for a bad command line."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
 async def main(args: argparse.Namespace) -> None:
-    host, _, port = args.endpoint.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")  # [::1]:7835
-    ssl = None
-    if args.ca:
-        ssl = trionodes.client_ssl_context(args.ca, args.cert, args.key)
-    async with trionodes.open_curator(host, int(port), ssl=ssl) as curator:
+    endpoint = args.endpoint
+    async with trionodes.open_curator(endpoint.host, endpoint.port, ssl=args.ssl) as curator:
         await trionodes.watch_nodes(curator, ScrapeTargets(args.output, args.port))
 
 
@@ -143,3 +161,8 @@ if __name__ == "__main__":
         trio.run(main, arguments, restrict_keyboard_interrupt_to_checkpoints=True)
     except* KeyboardInterrupt:
         pass
+    except* trionodes.TrionodesError as errors:
+        # Refused by the Curator, or TLS that retrying cannot fix: one line each.
+        for error in errors.exceptions:
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -18,8 +18,9 @@ from types import ModuleType
 
 import pytest
 
+import trionodes
 from trionodes import Node, NodeState
-from trionodes.cli import EXIT_OK
+from trionodes.cli import EXIT_OK, EXIT_USAGE
 from trionodes.testing import FakeCurator, make_node
 
 from .cli.process import run
@@ -197,3 +198,55 @@ async def test_example_follows_the_cluster(
         status, stderr = await example.interrupt()
     assert status == EXIT_OK, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize("script", ["hosts_file", "prometheus_sd", "wireguard_peers"])
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.1:x", "'127.0.0.1:x' has no valid port (1 to 65535) after the colon"),
+        ("::1", "'::1' looks like an IPv6 address: put it in brackets, as [::1] or [::1]:7835"),
+        ("http://127.0.0.1:42689", "'http://127.0.0.1:42689' has a URL scheme: drop it"),
+    ],
+)
+async def test_example_with_a_bad_address_says_so_in_one_line(
+    tmp_path: Path, script: str, address: str, message: str
+) -> None:
+    argv = [sys.executable, str(EXAMPLES / f"{script}.py"), address, str(tmp_path / "out")]
+    async with run(*argv) as example:
+        status, stderr = await example.wait()
+        assert await example.rest() == ""
+    assert status == EXIT_USAGE
+    [line] = stderr.splitlines()  # no traceback
+    assert line.startswith(f"{script}.py: error: bad ENDPOINT: {message}")
+
+
+async def test_example_takes_an_address_without_a_port_and_bad_files_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # Parsed, then refused for its certificate file: no traceback either.
+    argv = [sys.executable, str(EXAMPLES / "hosts_file.py"), "[::1]", str(tmp_path / "out")]
+    missing = ["--ca", str(tmp_path / "missing.pem"), "--cert", "c", "--key", "k"]
+    async with run(*argv, *missing) as example:
+        status, stderr = await example.wait()
+    assert status == EXIT_USAGE
+    [line] = stderr.splitlines()
+    assert line.startswith("hosts_file.py: error: cannot use --ca, --cert and --key: ")
+
+
+async def test_example_ends_in_one_line_when_the_curator_refuses(
+    fake: FakeCurator, tmp_path: Path
+) -> None:
+    fake.authorize = lambda cert: trionodes.CuratorError(
+        trionodes.StatusCode.PERMISSION_DENIED, "not an owner"
+    )
+    argv = [sys.executable, str(EXAMPLES / "hosts_file.py"), f"{fake.host}:{fake.port}"]
+    async with run(*argv, str(tmp_path / "out")) as example:
+        status, stderr = await example.wait()
+    assert status == 1
+    # After the library's own log line (no logging is set up: Python prints warnings
+    # and errors), one line of its own, and no traceback.
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == (
+        "hosts_file.py: error: Curator answered PERMISSION_DENIED: not an owner"
+    )
