@@ -11,6 +11,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,14 @@ async def run(*args: str, **kwargs: Any) -> AsyncIterator[Command]:
             for stream in (process.stdout, process.stderr):
                 if stream is not None:
                     await stream.aclose()
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on (just released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def endpoint(fake: FakeCurator) -> str:

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from trionodes import NodeState
-from trionodes.cli import EXIT_ERROR, EXIT_OK
+from trionodes.cli import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT
 from trionodes.cli._cluster import demo_nodes
 from trionodes.cli._connect import LEADER_ID_TAIL
 from trionodes.cli._format import short_id
 from trionodes.testing import FakeCluster, make_node, open_fake_cluster
 
-from .process import followers_first, run
+from .process import closed_port, followers_first, run
 from .test_top import Terminal
 
 
@@ -39,18 +39,11 @@ async def tls_cluster() -> AsyncIterator[FakeCluster]:
         yield cluster
 
 
-def leader_heading(cluster: FakeCluster) -> str:
-    """What top's first line says of the leader."""
+def leader_heading(cluster: FakeCluster, *, whole_id: bool = False) -> str:
+    """What top's first line says of the leader: on a screen, or printed once."""
     leader = cluster.leader
-    return f"leader {short_id(leader.node_id, LEADER_ID_TAIL)} at {leader.endpoint}"
-
-
-def closed_port() -> int:
-    """A port of 127.0.0.1 that nothing listens on (just released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    node_id = leader.node_id if whole_id else short_id(leader.node_id, LEADER_ID_TAIL)
+    return f"leader {node_id} at {leader.endpoint}"
 
 
 async def test_watch_follows_the_leader_past_followers_and_through_a_move(
@@ -108,15 +101,16 @@ async def test_top_once_shows_the_leader(cluster: FakeCluster) -> None:
         heading = (await top.line()).strip()
         status, stderr = await top.wait()
     assert status == EXIT_OK, stderr
+    # Printed once, to be read or copied: the leader's whole id.
     assert heading == (
-        f"trionodes top · cluster · 6 nodes, 5 up · {leader_heading(cluster)} · live"
+        f"trionodes top · cluster · 6 nodes, 5 up · {leader_heading(cluster, whole_id=True)} · live"
     )
     await cluster.move_leader()
     async with run("top", "--once", *endpoints) as top:
         heading = (await top.line()).strip()
         status, stderr = await top.wait()
     assert status == EXIT_OK, stderr
-    assert leader_heading(cluster) in heading
+    assert leader_heading(cluster, whole_id=True) in heading
 
 
 async def test_top_shows_the_new_leader_when_it_moves(cluster: FakeCluster) -> None:
@@ -217,8 +211,8 @@ async def test_credentials_errors_name_flags_not_keywords(
     assert tls_cluster.metroctl_dir is not None
     owner = str(tls_cluster.metroctl_dir / "owner.pem")
     key = str(tls_cluster.metroctl_dir / "owner-key.pem")
-    # The owner's certificate where the CA should be, and the two others swapped.
-    pem = ["--ca", owner, "--cert", key, "--key", owner]
+    # The owner's certificate where the CA should be.
+    pem = ["--ca", owner, "--cert", owner, "--key", key]
     async with run("watch", "--cluster", tls_cluster.leader.endpoint, *pem) as watch:
         status, stderr = await watch.wait()
     assert status == EXIT_ERROR
@@ -254,3 +248,33 @@ async def test_a_follower_watched_as_a_single_server_says_to_add_cluster(
     assert error.startswith("trionodes: error: Curator answered UNIMPLEMENTED: unknown service")
     assert hint.startswith(f"trionodes: hint: {follower.endpoint} does not serve the Curator's")
     assert "Add --cluster" in hint
+
+
+async def test_credentials_for_a_plain_text_cluster_are_to_be_left_out(
+    cluster: FakeCluster, tls_cluster: FakeCluster
+) -> None:
+    metroctl = str(tls_cluster.metroctl_dir)
+    async with run("watch", *cluster.endpoints, "--metroctl-config", metroctl) as watch:
+        status, stderr = await watch.wait()
+    assert status == EXIT_ERROR
+    *_, error, hint = stderr.splitlines()
+    assert "does not seem to serve TLS" in error
+    assert hint == (
+        "trionodes: hint: the nodes speak plain text, as `trionodes serve --members N` does "
+        "without --tls: leave out --metroctl-config"
+    )
+
+
+async def test_leader_gives_up_at_its_timeout_with_the_timeout_status() -> None:
+    # A port that takes connections (the kernel's backlog) and never says a word.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        where = f"127.0.0.1:{silent.getsockname()[1]}"
+        async with run("leader", where, "--timeout", "1") as command:
+            status, stderr = await command.wait()
+    assert status == EXIT_TIMEOUT
+    assert stderr.splitlines()[-1] == (
+        f"trionodes: error: no control-plane node said who leads within 1 s (asked {where}). "
+        "Check that the endpoints are reachable, or give more time: --timeout SECONDS"
+    )

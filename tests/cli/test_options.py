@@ -9,10 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from trionodes._core.endpoints import Endpoint
-from trionodes.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from trionodes.cli import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from trionodes.cli._app import app
 from trionodes.cli._connect import CredentialFiles
 from trionodes.cli._options import make_target, parse_endpoints
+
+from .process import run
 
 
 def test_parse_endpoints() -> None:
@@ -95,7 +97,7 @@ def test_tls_options_go_together(tmp_path: Path) -> None:
     tls = ["--ca", str(pem), "--cert", str(pem), "--key", str(pem)]
     result = runner.invoke(app, ["watch", "h:1", *tls])
     assert result.exit_code == EXIT_USAGE
-    assert "cannot use the certificate files" in result.output
+    assert f"{pem}: is not a PEM file (no -----BEGIN ...----- block)" in result.output
 
 
 @pytest.mark.parametrize(
@@ -132,10 +134,11 @@ def test_options_that_do_not_go_together(tmp_path: Path, args: list[str], messag
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        ("watch", ["ENDPOINT...", "--node ID", "--json", "--cluster", "--metroctl-config [DIR]",
+        ("watch", ["ENDPOINT...", "--node ID", "--json", "--timeout SECONDS", "--cluster",
+                   "--metroctl-config [DIR]",
                    "--ca FILE", "--cert FILE", "--key FILE", "--server-hostname NAME",
                    "--no-check-hostname"]),
-        ("top", ["ENDPOINT...", "--interval SECONDS", "--once", "--cluster",
+        ("top", ["ENDPOINT...", "--interval SECONDS", "--once", "--timeout SECONDS", "--cluster",
                  "--metroctl-config [DIR]", "--ca FILE", "--cert FILE", "--key FILE",
                  "--server-hostname NAME", "--no-check-hostname"]),
         ("leader", ["ENDPOINT...", "--json", "--timeout SECONDS", "--metroctl-config [DIR]",
@@ -152,3 +155,38 @@ def test_help_explains_every_option_and_exit_status(command: str, options: list[
     assert "Exit status:" in result.output
     for status in (EXIT_OK, EXIT_ERROR, EXIT_USAGE):
         assert f"\n    {status}  " in result.output
+    # Commands that wait for a cluster give up at --timeout, with a status of its own.
+    timeout = f"\n    {EXIT_TIMEOUT}  --timeout ran out"
+    assert (timeout in result.output) == (command != "serve")
+
+
+# The addresses of issue 13, as a person types them, each run for real.
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("http://127.0.0.1:42689",
+         "'http://127.0.0.1:42689' has a URL scheme: drop it (write HOST or HOST:PORT, "
+         "as 10.0.0.1:7835 or [fd00::1]:7835)"),
+        ("::1", "'::1' looks like an IPv6 address: put it in brackets, as [::1] or [::1]:7835"),
+    ],
+)  # fmt: skip
+async def test_a_bad_address_says_what_to_write(endpoint: str, message: str) -> None:
+    async with run("watch", endpoint) as watch:
+        status, stderr = await watch.wait()
+    assert status == EXIT_USAGE
+    assert stderr.splitlines()[-1] == f"Error: Invalid value for 'ENDPOINT...': {message}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "meant"), [("[::1]", "[::1]:7835"), ("localhost", "localhost:7835")]
+)
+async def test_an_address_without_a_port_is_the_metropolis_port(endpoint: str, meant: str) -> None:
+    # Valid: the command tries the default port (where nothing listens here), then gives
+    # up at --timeout, naming where it tried.
+    async with run("watch", endpoint, "--timeout", "1") as watch:
+        status, stderr = await watch.wait()
+    assert status == EXIT_TIMEOUT, stderr
+    assert "Usage:" not in stderr
+    assert stderr.splitlines()[-1].startswith(
+        f"trionodes: error: could not read the cluster from {meant} within 1 s"
+    )

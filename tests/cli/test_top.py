@@ -11,6 +11,7 @@ import logging
 import os
 import pty
 import struct
+import sys
 import termios
 from collections.abc import AsyncIterator
 
@@ -21,7 +22,7 @@ from rich.console import Console
 
 import trionodes
 from trionodes import NodeState, WatchStats
-from trionodes.cli import EXIT_OK
+from trionodes.cli import EXIT_OK, EXIT_TIMEOUT
 from trionodes.cli._cluster import demo_nodes
 from trionodes.cli.top import NodeTable, connection_text, render_table
 from trionodes.testing import FakeCurator, make_node
@@ -29,6 +30,7 @@ from trionodes.testing import FakeCurator, make_node
 from .process import (
     STARTUP_TIMEOUT,
     Command,
+    closed_port,
     endpoint,
     run,
 )
@@ -70,7 +72,7 @@ def test_node_table_rows() -> None:
     assert [row.node.id for row in table.rows()] == [make_node(1).id, make_node(3).id]
 
 
-LIVE = WatchStats(connected=True, synced=True)
+LIVE = WatchStats(connected=True, synced=True, events_received=1)
 
 
 def test_connection_text() -> None:
@@ -79,14 +81,21 @@ def test_connection_text() -> None:
         connection_text(stats).plain
         for stats in (
             WatchStats(),
-            WatchStats(connected=True),
-            LIVE,
             WatchStats(last_error=lost),
-            WatchStats(last_error=lost, reconnects=1),
-            WatchStats(connected=True, synced=True, last_error=lost, reconnects=2),
+            WatchStats(last_error=lost, reconnects=2),
+            WatchStats(connected=True, events_received=1),
+            WatchStats(connected=True, synced=True, events_received=3),
+            WatchStats(events_received=3, last_error=lost),
+            WatchStats(events_received=3, last_error=lost, reconnects=1),
+            WatchStats(
+                connected=True, synced=True, events_received=9, last_error=lost, reconnects=2
+            ),
         )
     ] == [
-        "connecting",
+        "connecting…",
+        # Never connected: no "reconnects" of a connection that never was.
+        "not connected yet · 1 attempt",
+        "not connected yet · 3 attempts",
         "syncing",
         "live",
         "reconnecting",
@@ -108,7 +117,7 @@ def test_render_table() -> None:
     clock = FakeClock()
     table = NodeTable(clock)
     assert rendered(table, WatchStats())[0] == (
-        "trionodes top · h:1 · waiting for the cluster… · connecting"
+        "trionodes top · h:1 · waiting for the cluster… · connecting…"
     )
     table.new(make_node(1, controller=True))
     table.new(make_node(2, state=NodeState.NEW))
@@ -142,12 +151,46 @@ async def test_top_once_prints_the_cluster(fake: FakeCurator) -> None:
     assert status == EXIT_OK, stderr
     assert title.strip() == f"trionodes top · {endpoint(fake)} · 4 nodes, 3 up · live"
     rows = [line.split() for line in lines if "metropolis" in line]
+    # Whole ids, to be copied (a live screen shortens them to fit).
+    ids = [make_node(index).id for index in range(1, 5)]
     assert rows == [
-        ["metropolis-…00000001", "UP", "10.0.0.1", "controller,consensus", "-", "-"],
-        ["metropolis-…00000002", "UP", "10.0.0.2", "worker,controller,consensus", "-", "-"],
-        ["metropolis-…00000003", "UP", "10.0.0.3", "worker,controller,consensus", "-", "-"],
-        ["metropolis-…00000004", "NEW", "10.0.0.4", "worker", "-", "-"],
+        [ids[0], "UP", "10.0.0.1", "controller,consensus", "-", "-"],
+        [ids[1], "UP", "10.0.0.2", "worker,controller,consensus", "-", "-"],
+        [ids[2], "UP", "10.0.0.3", "worker,controller,consensus", "-", "-"],
+        [ids[3], "NEW", "10.0.0.4", "worker", "-", "-"],
     ]
+
+
+async def test_top_once_gives_up_at_its_timeout() -> None:
+    port = closed_port()
+    async with run("top", "--once", "--timeout", "1", f"127.0.0.1:{port}") as top:
+        status, stderr = await top.wait()
+        assert await top.rest() == ""
+    assert status == EXIT_TIMEOUT
+    assert stderr.splitlines()[-1].startswith(
+        f"trionodes: error: could not read the cluster from 127.0.0.1:{port} within 1 s"
+    )
+
+
+# `top --once` without --timeout: the default, made short so as not to wait 30 s.
+ONCE_DEFAULT = """
+import sys
+import trionodes.cli.top
+from trionodes.cli import main
+
+assert trionodes.cli.top.ONCE_TIMEOUT == 30
+trionodes.cli.top.ONCE_TIMEOUT = 1.5
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("once", [["--once"], []])  # [] : stdout is a pipe, so once
+async def test_once_implies_a_timeout(once: list[str]) -> None:
+    port = closed_port()
+    async with run(sys.executable, "-c", ONCE_DEFAULT, "top", *once, f"127.0.0.1:{port}") as top:
+        status, stderr = await top.wait()
+    assert status == EXIT_TIMEOUT
+    assert f"127.0.0.1:{port} within 1.5 s" in stderr.splitlines()[-1]
 
 
 async def test_top_is_once_when_stdout_is_not_a_terminal(fake: FakeCurator) -> None:
@@ -212,3 +255,18 @@ async def test_top_is_once_in_a_terminal_that_cannot_redraw(fake: FakeCurator, t
         status, stderr = await top.wait()  # no Ctrl-C: it ends by itself
         await terminal.read_until("0 nodes, 0 up")
     assert status == EXIT_OK, stderr
+
+
+async def test_top_that_never_connected_counts_attempts_not_reconnects() -> None:
+    terminal = Terminal()
+    env = {**os.environ, "TERM": "xterm-256color"}
+    command = ["top", "--interval", "0.2", f"127.0.0.1:{closed_port()}"]
+    try:
+        async with run(*command, stdout=terminal.fd, stdin=terminal.fd, env=env) as top:
+            await terminal.read_until("not connected yet")
+            await terminal.read_until("attempts")  # a second attempt, at least
+            status, stderr = await top.interrupt()
+    finally:
+        await terminal.close()
+    assert status == EXIT_OK, stderr
+    assert b"reconnect" not in terminal.output.replace(b"reconnecting in", b"")

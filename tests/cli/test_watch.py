@@ -7,17 +7,20 @@ import datetime
 import json
 from pathlib import Path
 
+import pytest
+import trio
 import trustme
 
 import trionodes
 from trionodes import BatchKind, Node, NodeBatch, NodeState, StatusCode
-from trionodes.cli import EXIT_ERROR, EXIT_OK
+from trionodes.cli import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from trionodes.cli._cluster import demo_nodes
 from trionodes.cli._format import node_record
 from trionodes.cli.watch import ChangeLog
 from trionodes.testing import FakeCurator, make_node
 
 from .process import (
+    closed_port,
     endpoint,
     run,
     untimed,
@@ -172,7 +175,11 @@ async def test_watch_with_tls_against_plain_text_exits_with_a_hint(
     error, hint = stderr.splitlines()
     assert error.startswith("trionodes: error: TLS handshake with ")
     assert error.endswith("the Curator does not seem to serve TLS there (WRONG_VERSION_NUMBER)")
-    assert hint.startswith("trionodes: hint: TLS needs --ca (the cluster CA), --cert and --key")
+    # All three were given: the advice is to drop them, not to give them.
+    assert hint == (
+        f"trionodes: hint: {endpoint(fake)} speaks plain text, as `trionodes serve` does "
+        "without --tls: leave out --ca, --cert and --key"
+    )
 
 
 async def test_watch_reports_a_reconnect_on_stderr_and_goes_on(fake: FakeCurator) -> None:
@@ -184,6 +191,9 @@ async def test_watch_reports_a_reconnect_on_stderr_and_goes_on(fake: FakeCurator
         warning = await watch.error_line()
         assert "WARNING" in warning
         assert "leader lost" in warning
+        # A person's words, not the names of the gRPC requests.
+        assert "NodesInCluster" not in warning
+        assert endpoint(fake) in warning
         fake.put(make_node(1, state=NodeState.STANDBY))  # seen after the resync
         assert untimed(await watch.line()) == f"~ {make_node(1).id}  state UP -> STANDBY"
         status, stderr = await watch.interrupt()
@@ -200,3 +210,102 @@ async def test_watch_ends_quietly_when_its_reader_goes_away(fake: FakeCurator) -
         status, stderr = await watch.wait()
     assert status == EXIT_OK, stderr
     assert stderr == ""
+
+
+async def test_watch_one_node_that_is_not_there_says_so(fake: FakeCurator) -> None:
+    fake.put(make_node(1))
+    missing = make_node(2).id
+    async with run("watch", "--node", missing, endpoint(fake)) as watch:
+        assert await watch.error_line() == (
+            f"waiting for node {missing} to appear; it is not in the cluster now"
+        )
+        fake.put(make_node(2))  # it appears: followed from then on
+        assert untimed(await watch.line()) == f"+ {missing}  UP       10.0.0.2        worker"
+        fake.delete(missing)
+        assert untimed(await watch.line()) == f"- {missing}  (was UP 10.0.0.2)"
+        status, stderr = await watch.wait()
+    assert status == EXIT_OK, stderr
+    assert stderr == ""
+
+
+async def test_watch_one_node_that_is_there_says_nothing_on_stderr(fake: FakeCurator) -> None:
+    fake.put(make_node(1))
+    async with run("watch", "--node", make_node(1).id, endpoint(fake)) as watch:
+        assert untimed(await watch.line()).startswith(f"+ {make_node(1).id}  UP")
+        status, stderr = await watch.interrupt()
+    assert status == EXIT_OK, stderr
+    assert stderr == ""
+
+
+async def test_watch_refuses_a_shortened_node_id(fake: FakeCurator) -> None:
+    for shortened in ("metropolis-…00000001", "metropolis-...0001"):
+        async with run("watch", "--node", shortened, endpoint(fake)) as watch:
+            status, stderr = await watch.wait()
+        assert status == EXIT_USAGE
+        assert f"Invalid value for '--node': {shortened!r} is shortened" in stderr
+        assert "give the whole id" in stderr
+
+
+async def test_watch_timeout_gives_up_when_nothing_answers() -> None:
+    port = closed_port()
+    async with run("watch", f"127.0.0.1:{port}", "--timeout", "1") as watch:
+        status, stderr = await watch.wait()
+        assert await watch.rest() == ""
+    assert status == EXIT_TIMEOUT
+    error = stderr.splitlines()[-1]
+    assert error.startswith(
+        f"trionodes: error: could not read the cluster from 127.0.0.1:{port} within 1 s"
+    )
+    assert f"connection to 127.0.0.1:{port} failed" in error  # the last failure
+    assert error.endswith("or give more time: --timeout SECONDS")
+
+
+async def test_watch_timeout_bounds_only_the_first_sync(fake: FakeCurator) -> None:
+    fake.put(make_node(1))
+    async with run("watch", endpoint(fake), "--timeout", "1") as watch:
+        assert untimed(await watch.line()).startswith("+ ")
+        assert untimed(await watch.line()) == "synced: 1 node"
+        await trio.sleep(2)  # past the timeout: synced in time, so the watch goes on
+        fake.put(make_node(1, state=NodeState.STANDBY))
+        assert untimed(await watch.line()) == f"~ {make_node(1).id}  state UP -> STANDBY"
+        status, stderr = await watch.interrupt()
+    assert status == EXIT_OK, stderr
+
+
+def pem_files(directory: Path) -> tuple[str, str, str]:
+    """A CA, a client certificate it issued and the certificate's key, in three files."""
+    ca = trustme.CA()
+    client = ca.issue_cert("client@example")
+    paths = tuple(str(directory / name) for name in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(paths[0])
+    client.cert_chain_pems[0].write_to_path(paths[1])
+    client.private_key_pem.write_to_path(paths[2])
+    return paths[0], paths[1], paths[2]
+
+
+@pytest.mark.parametrize("mode", [[], ["--cluster"]])
+async def test_swapped_certificate_and_key_are_named(
+    fake: FakeCurator, tmp_path: Path, mode: list[str]
+) -> None:
+    ca, cert, key = pem_files(tmp_path)
+    swapped = ["--ca", ca, "--cert", key, "--key", cert]
+    async with run("watch", endpoint(fake), *mode, *swapped) as watch:
+        status, stderr = await watch.wait()
+    assert status == EXIT_USAGE
+    assert "PEM lib" not in stderr
+    assert stderr.splitlines()[-1] == (
+        f"Error: --cert and --key are swapped: {key} holds a private key and {cert} a "
+        f"certificate. Give the certificate as --cert and its key as --key: --cert {cert} "
+        f"--key {key}"
+    )
+
+
+async def test_a_key_given_as_the_certificate_is_named(fake: FakeCurator, tmp_path: Path) -> None:
+    ca, _, key = pem_files(tmp_path)
+    async with run("watch", endpoint(fake), "--ca", ca, "--cert", key, "--key", key) as watch:
+        status, stderr = await watch.wait()
+    assert status == EXIT_USAGE
+    assert "PEM lib" not in stderr
+    error = stderr.splitlines()[-1]
+    assert error.startswith(f"Error: {key}: holds a private key, not a certificate")
+    assert error.endswith("Were two files swapped?")

@@ -19,7 +19,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
 # Exit statuses, documented in the commands' help and in docs/cli.md.
 EXIT_OK = 0
@@ -31,7 +31,10 @@ cluster's credentials cannot be used), ``leader`` found no leader, ``serve`` cou
 listen, or the ``cli`` extra is not installed."""
 EXIT_USAGE = 2
 """Bad command line: unknown option, bad value or endpoint, a file that does not
-exist, a single server's unusable certificate files."""
+exist, a single server's unusable certificate files, --cert and --key swapped."""
+EXIT_TIMEOUT = 3
+"""``--timeout`` ran out: ``watch`` or ``top`` had not read the whole cluster yet, or
+no node had told ``leader`` who leads."""
 
 # What the command line needs beyond the library: the `cli` extra of pyproject.toml.
 _EXTRA_MODULES = ("click", "rich")

@@ -24,6 +24,7 @@ from pathlib import Path
 import trionodes
 from trionodes import Credentials, CuratorError, StatusCode, TLSError
 from trionodes._core.endpoints import Endpoint
+from trionodes._transport.errors import NOT_TLS_REASONS
 
 from ._format import short_id
 
@@ -35,6 +36,23 @@ LEADER_ID_TAIL = 8
 SERVER_TLS_HINT = (
     "TLS needs --ca (the cluster CA), --cert and --key; if the Curator's certificate "
     "names another host, add --server-hostname NAME or --no-check-hostname"
+)
+_SERVER_TLS_FILES_HINT = (
+    "check that --ca is the CA that issued the Curator's certificate, and that it "
+    "issued the certificate of --cert; if the Curator's certificate names another host "
+    "than {where}, add --server-hostname NAME or --no-check-hostname"
+)
+_SERVER_NO_CREDENTIALS_HINT = (
+    "{where} may serve TLS, as a real Curator does: give --ca (the cluster CA), --cert "
+    "and --key (for `trionodes serve --tls DIR`, the files it wrote into DIR), or "
+    "--metroctl-config [DIR] to follow a cluster as its owner"
+)
+_PLAIN_TEXT_HINT = (
+    "{where} speaks plain text, as `trionodes serve` does without --tls: leave out {options}"
+)
+_CLUSTER_PLAIN_TEXT_HINT = (
+    "the nodes speak plain text, as `trionodes serve --members N` does without --tls: "
+    "leave out {options}"
 )
 _NO_CREDENTIALS_HINT = (
     "the nodes may serve TLS, as a Metropolis cluster does: give --metroctl-config "
@@ -50,6 +68,9 @@ _FOLLOWER_HINT = (
     "does not lead the cluster now. Add --cluster (or give several endpoints, or "
     "--metroctl-config) to follow whichever node leads"
 )
+# The library's TLSError for a server that answered a TLS handshake with something
+# else (the name of the check, should its cause be missing).
+_NOT_TLS_PHRASE = "does not seem to serve TLS"
 
 # The library's messages speak of its functions and keyword arguments; the terminal
 # has flags. Each pattern is a phrase of a message of the library, as it stands.
@@ -73,6 +94,9 @@ _KEYWORDS_AS_FLAGS = (
         ),
         "give --server-hostname NAME, or --no-check-hostname",
     ),
+    # The names of the gRPC watch requests, in the log lines of older versions.
+    (re.compile(r"\bNodesInCluster watch of (\S+)"), r"watch of the cluster at \1"),
+    (re.compile(r"\bNodeInCluster watch of (\S+) on (\S+)"), r"watch of node \1 at \2"),
 )
 
 
@@ -134,12 +158,18 @@ def endpoints_text(endpoints: Sequence[Endpoint]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def leader_text(curator: trionodes.Curator) -> str:
-    """Who leads, as the cluster connection knows it now: id (shortened) and address."""
+def leader_text(curator: trionodes.Curator, *, whole_id: bool = False) -> str:
+    """Who leads, as the cluster connection knows it now: id and address.
+
+    Args:
+        curator: The connection of :func:`trionodes.open_cluster`.
+        whole_id: Write the whole node id, not one shortened for a screen.
+    """
     if curator.leader_id is None:
         return "looking for the leader"
     where = Endpoint(curator.host, curator.port)
-    return f"leader {short_id(curator.leader_id, LEADER_ID_TAIL)} at {where}"
+    node_id = curator.leader_id if whole_id else short_id(curator.leader_id, LEADER_ID_TAIL)
+    return f"leader {node_id} at {where}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +218,7 @@ class Target:
     def hint(self, exc: BaseException) -> str | None:
         """What to try next after ``exc`` ended the command, in flags; None if nothing."""
         if isinstance(exc, TLSError):
-            if not self.cluster:
-                return SERVER_TLS_HINT
-            return CLUSTER_TLS_HINT if self.credentials.given else _NO_CREDENTIALS_HINT
+            return self._tls_hint(exc)
         if (
             not self.cluster
             and isinstance(exc, CuratorError)
@@ -198,3 +226,34 @@ class Target:
         ):
             return _FOLLOWER_HINT.format(where=self.endpoints[0])
         return None
+
+    def _tls_hint(self, exc: TLSError) -> str:
+        where = self.endpoints[0]
+        if self.cluster:
+            if not self.credentials.given:
+                return _NO_CREDENTIALS_HINT
+            if speaks_plain_text(exc):
+                options = (
+                    "--metroctl-config" if self.credentials.metroctl else "--ca, --cert and --key"
+                )
+                return _CLUSTER_PLAIN_TEXT_HINT.format(options=options)
+            return CLUSTER_TLS_HINT
+        if self.ssl is None:
+            return _SERVER_NO_CREDENTIALS_HINT.format(where=where)
+        if speaks_plain_text(exc):
+            return _PLAIN_TEXT_HINT.format(where=where, options="--ca, --cert and --key")
+        return _SERVER_TLS_FILES_HINT.format(where=where)
+
+
+def speaks_plain_text(exc: TLSError) -> bool:
+    """Whether ``exc`` says the server answered the TLS handshake in something else.
+
+    As when TLS options are given for ``trionodes serve`` without ``--tls``: the
+    cause is an ``ssl.SSLError`` whose reason is one of the library's "not TLS" ones.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError) and cause.reason in NOT_TLS_REASONS:
+            return True
+        cause = cause.__cause__
+    return _NOT_TLS_PHRASE in str(exc)

@@ -11,6 +11,8 @@ statuses (:func:`exit_status_help`).
 from __future__ import annotations
 
 import functools
+import re
+import shlex
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,21 +24,50 @@ import trionodes
 from trionodes import EndpointError
 from trionodes._core.endpoints import DEFAULT_PORT, Endpoint, parse_endpoint
 
-from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE
-from ._connect import CredentialFiles, Target
+from . import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+from ._connect import CredentialFiles, Target, terminal_words
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _WATCH_ERROR = """the watch ended with an error (for example the Curator
      refused the call, TLS failed, or a cluster's credentials cannot be used);
      the reason is printed on stderr"""
-_USAGE = """bad command line, a file it names does not exist, or a single
-     server's certificate files cannot be used"""
+_USAGE = """bad command line, a file it names does not exist, a single
+     server's certificate files cannot be used, or --cert and --key are swapped"""
+_TIMEOUT = "--timeout ran out before the whole cluster was read"
+
+# A PEM block's first line, and its label.
+_PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
-def exit_status_help(ok: str, error: str = _WATCH_ERROR, usage: str = _USAGE) -> str:
+def exit_status_help(
+    ok: str, error: str = _WATCH_ERROR, usage: str = _USAGE, timeout: str | None = None
+) -> str:
     """An "Exit status" paragraph for a command's help (``\\b`` keeps its layout)."""
-    return f"\b\nExit status:\n  {EXIT_OK}  {ok}\n  {EXIT_ERROR}  {error}\n  {EXIT_USAGE}  {usage}"
+    lines = [f"  {EXIT_OK}  {ok}", f"  {EXIT_ERROR}  {error}", f"  {EXIT_USAGE}  {usage}"]
+    if timeout is not None:
+        lines.append(f"  {EXIT_TIMEOUT}  {timeout}")
+    return "\b\nExit status:\n" + "\n".join(lines)
+
+
+def watch_exit_status_help(ok: str) -> str:
+    """The "Exit status" paragraph of ``watch`` and ``top``."""
+    return exit_status_help(ok, timeout=_TIMEOUT)
+
+
+def timeout_option(default: str) -> Callable[[_F], _F]:
+    """The ``--timeout SECONDS`` of ``watch``, ``top`` and ``leader`` (None: no limit).
+
+    Args:
+        default: What the help says of the default.
+    """
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="SECONDS",
+        help=f"Give up, with exit status {EXIT_TIMEOUT}, if not done within SECONDS. {default}",
+    )
 
 
 def endpoint_text(host: str, port: int) -> str:
@@ -84,6 +115,53 @@ def _pem_given(ca: Path | None, cert: Path | None, key: Path | None) -> list[str
     return [name for name, value in (("--ca", ca), ("--cert", cert), ("--key", key)) if value]
 
 
+def _pem_kinds(path: Path) -> set[str]:
+    """What the PEM file holds: ``certificate``, ``key``, both, or (unreadable) neither."""
+    try:
+        labels = set(_PEM_LABEL.findall(path.read_bytes()))
+    except OSError:
+        return set()
+    kinds = {"certificate"} if b"CERTIFICATE" in labels else set()
+    if any(label.endswith(b"PRIVATE KEY") for label in labels):
+        kinds.add("key")
+    return kinds
+
+
+def check_not_swapped(cert: Path | None, key: Path | None) -> None:
+    """Refuse ``--cert`` and ``--key`` given the wrong way round, naming both files.
+
+    Raises:
+        click.UsageError: The ``--cert`` file holds only a private key and the
+            ``--key`` file only a certificate.
+    """
+    if cert is None or key is None:
+        return
+    if _pem_kinds(cert) == {"key"} and _pem_kinds(key) == {"certificate"}:
+        raise click.UsageError(
+            f"--cert and --key are swapped: {cert} holds a private key and {key} a "
+            "certificate. Give the certificate as --cert and its key as --key: "
+            f"--cert {shlex.quote(str(key))} --key {shlex.quote(str(cert))}"
+        )
+
+
+def _certificate_files_problem(ca: Path, cert: Path, key: Path, error: Exception) -> str:
+    """Why a single server's PEM files cannot make a TLS context, naming the file.
+
+    OpenSSL's own message names no file (``[SSL] PEM lib``): the files are read
+    again by :meth:`trionodes.Credentials.from_pem_files`, whose checks say which
+    file is wrong and how.
+    """
+    try:
+        trionodes.Credentials.from_pem_files(ca=ca, cert=cert, key=key)
+    except trionodes.CredentialsError as found:
+        return terminal_words(str(found))
+    return (
+        f"cannot use --cert {cert} with --key {key}: {error} (metroctl's owner-key.pem "
+        "can be read only when following a cluster: add --cluster, or use "
+        "--metroctl-config)"
+    )
+
+
 def make_target(
     endpoints: Sequence[Endpoint],
     *,
@@ -109,6 +187,7 @@ def make_target(
             cannot be used.
     """
     _check_endpoints(endpoints, metroctl_config)
+    check_not_swapped(cert, key)
     given = _pem_given(ca, cert, key)
     if given and len(given) < 3:
         raise click.UsageError(
@@ -132,11 +211,8 @@ def make_target(
         return Target(tuple(endpoints))
     try:
         context = trionodes.client_ssl_context(ca, cert, key, check_hostname=not no_check_hostname)
-    except (ssl.SSLError, ValueError) as exc:
-        raise click.UsageError(
-            f"cannot use the certificate files: {exc} (metroctl's owner-key.pem can be "
-            "read only when following a cluster: add --cluster, or use --metroctl-config)"
-        ) from None
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise click.UsageError(_certificate_files_problem(ca, cert, key, exc)) from None
     return Target(tuple(endpoints), ssl=context, server_hostname=server_hostname)
 
 
@@ -155,6 +231,7 @@ def make_credentials(
             both ``--metroctl-config`` and PEM files.
     """
     _check_endpoints(endpoints, metroctl_config)
+    check_not_swapped(cert, key)
     given = _pem_given(ca, cert, key)
     if (cert is None) != (key is None) or (cert is not None and ca is None):
         raise click.UsageError(

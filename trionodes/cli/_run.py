@@ -9,6 +9,7 @@ that closed stdout are a clean end, an expected error is printed as one
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,7 +19,7 @@ import trio
 
 from trionodes import TLSError
 
-from . import EXIT_ERROR, EXIT_OK
+from . import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT
 from ._connect import SERVER_TLS_HINT, terminal_words
 
 _ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
@@ -26,6 +27,35 @@ _ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 class CommandError(Exception):
     """A command cannot go on, for a reason printed as the message (exit status 1)."""
+
+
+class TimedOut(CommandError):
+    """``--timeout`` ran out; the message says what was missing (exit status 3)."""
+
+
+class SyncDeadline:
+    """A cancel scope that gives a command ``timeout`` seconds to get in sync.
+
+    Run the command's work inside :attr:`scope`; call :meth:`met` once it is in
+    sync (for example once the whole cluster has been read): the deadline is lifted
+    and the work goes on for as long as it likes. :attr:`expired` says whether the
+    deadline cancelled the work.
+    """
+
+    def __init__(self, timeout: float | None) -> None:
+        """Start the clock: ``timeout`` seconds from now; None for no deadline."""
+        self.timeout = timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        self.scope = trio.CancelScope(deadline=deadline)
+
+    def met(self) -> None:
+        """In sync in time: lift the deadline."""
+        self.scope.deadline = math.inf
+
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline passed, cancelling the work in :attr:`scope`."""
+        return self.scope.cancelled_caught
 
 
 def run_command(
@@ -47,7 +77,8 @@ def run_command(
             printed as ``trionodes: hint: ADVICE``, or None. By default a TLS error
             gets advice about the TLS options of a single server.
 
-    Ctrl-C and a reader that closed stdout end the run with ``EXIT_OK``. Any other
+    Ctrl-C and a reader that closed stdout end the run with ``EXIT_OK``. A
+    :class:`TimedOut` is printed as an error too, with ``EXIT_TIMEOUT``. Any other
     exception is a bug and propagates.
     """
     status = EXIT_OK
@@ -58,6 +89,10 @@ def run_command(
             on_interrupt()
     except* BrokenPipeError:
         _silence_stdout()
+    except* TimedOut as group:
+        for exc in _leaves(group):
+            click.echo(f"trionodes: error: {terminal_words(str(exc))}", err=True)
+        status = EXIT_TIMEOUT
     except* error as group:
         for exc in _leaves(group):
             click.echo(f"trionodes: error: {terminal_words(str(exc))}", err=True)

@@ -18,9 +18,10 @@ import trionodes
 from trionodes import ConnectionLost, Leader, TLSError, TrionodesError
 from trionodes._core.endpoints import Endpoint
 
-from ._connect import CLUSTER_TLS_HINT, CredentialFiles
+from . import EXIT_TIMEOUT
+from ._connect import CLUSTER_TLS_HINT, CredentialFiles, speaks_plain_text
 from ._options import exit_status_help, leader_options
-from ._run import CommandError, log_to_stderr, run_command
+from ._run import CommandError, TimedOut, log_to_stderr, run_command
 
 
 def leader_record(leader: Leader) -> dict[str, object]:
@@ -51,8 +52,8 @@ async def run_leader(
     Raises:
         CredentialsError: The credentials cannot be used.
         TLSError: No node could be verified as a node of the cluster.
-        CommandError: No node said who leads, within ``give_up_after`` seconds or
-            at all.
+        CommandError: No node said who leads: each refused, or was unreachable.
+        TimedOut: No node said who leads within ``give_up_after`` seconds.
     """
     loaded = credentials.load()
     asked = " ".join(map(str, endpoints))
@@ -69,14 +70,22 @@ async def run_leader(
             raise CommandError(f"{exc}. {advice}") from None
         write(json.dumps(leader_record(leader)) if as_json else leader_line(leader))
         return
-    raise CommandError(
-        f"no control-plane node said who leads within {give_up_after:g} s (asked {asked}): "
-        "check that they are reachable, or give more time with --timeout"
+    raise TimedOut(
+        f"no control-plane node said who leads within {give_up_after:g} s (asked {asked}). "
+        "Check that the endpoints are reachable, or give more time: --timeout SECONDS"
     )
 
 
-def _hint(exc: BaseException) -> str | None:
-    return CLUSTER_TLS_HINT if isinstance(exc, TLSError) else None
+def _hint(credentials: CredentialFiles, exc: BaseException) -> str | None:
+    if not isinstance(exc, TLSError):
+        return None
+    if speaks_plain_text(exc):
+        given = "--metroctl-config" if credentials.metroctl else "--ca (and --cert, --key)"
+        return (
+            "the nodes speak plain text, as `trionodes serve --members N` does without "
+            f"--tls: leave out {given}"
+        )
+    return CLUSTER_TLS_HINT
 
 
 @click.command(
@@ -84,7 +93,8 @@ def _hint(exc: BaseException) -> str | None:
         "printed the leader",
         "no node said who leads, no node could be verified as the cluster's, or the "
         "credentials cannot be used (the reason is printed on stderr)",
-        "bad command line, or a file it names does not exist",
+        "bad command line, a file it names does not exist, or --cert and --key are swapped",
+        "--timeout ran out before a node said who leads",
     )
 )
 @click.option(
@@ -99,7 +109,7 @@ def _hint(exc: BaseException) -> str | None:
     default=10.0,
     show_default=True,
     metavar="SECONDS",
-    help="Give up when no node has said who leads after this long.",
+    help=f"Give up, with exit status {EXIT_TIMEOUT}, if no node has said who leads within SECONDS.",
 )
 @leader_options
 def leader(
@@ -115,5 +125,7 @@ def leader(
     """
     log_to_stderr()
     run = partial(run_leader, endpoints, credentials, timeout, as_json, click.echo)
-    status = run_command(run, error=(TrionodesError, CommandError), hint=_hint)
+    status = run_command(
+        run, error=(TrionodesError, CommandError), hint=partial(_hint, credentials)
+    )
     click.get_current_context().exit(status)

@@ -32,18 +32,27 @@ from ._format import (
     age_text,
     count_text,
     diff_nodes,
+    full_id,
     roles_text,
     short_id,
     state_text,
 )
-from ._options import connection_options, exit_status_help
-from ._run import library_logger, log_to_stderr, run_command
+from ._options import connection_options, timeout_option, watch_exit_status_help
+from ._run import SyncDeadline, library_logger, log_to_stderr, run_command
+from .watch import not_in_time
 
 # Hex digits of a node id kept: unlikely to collide in a real cluster of hundreds of nodes.
 _TOP_ID_TAIL = 8
 
-# Console width when stdout is not a terminal.
-_PIPE_WIDTH = 200
+# Console width when stdout is not a terminal: whole ids and the longest changes fit.
+_PIPE_WIDTH = 240
+# Seconds `--once` gives the whole cluster to come in, unless --timeout says otherwise.
+ONCE_TIMEOUT = 30.0
+
+
+def screen_id(node_id: str) -> str:
+    """A node id shortened to fit a live screen (``metropolis-…01814359``)."""
+    return short_id(node_id, _TOP_ID_TAIL)
 
 
 @dataclass(slots=True)
@@ -147,14 +156,21 @@ _STATE_STYLES = {
 def connection_text(stats: WatchStats) -> Text:
     """The state of a watch's stream in a word or two, styled, and its reconnects.
 
-    ``connecting`` before the first stream is up, ``syncing`` while a backlog comes
-    in, ``live`` once it is in, ``reconnecting`` after a fault; then the number of
-    reconnects, if any.
+    ``connecting…`` at first, ``not connected yet`` with the number of attempts
+    while no stream has ever answered, ``syncing`` while a backlog comes in,
+    ``live`` once it is in, ``reconnecting`` after a fault; then the number of
+    reconnects, if any, once it has been connected.
     """
     if stats.connected:
         text = Text("live", "green") if stats.synced else Text("syncing", "yellow")
+    elif stats.events_received == 0:
+        # Never connected: a reconnect would be a wrong word, and so would a count of them.
+        if stats.last_error is None and not stats.reconnects:
+            return Text("connecting…", "yellow")
+        attempts = stats.reconnects + 1
+        return Text(f"not connected yet · {attempts} attempt{'' if attempts == 1 else 's'}", "red")
     elif stats.last_error is None:
-        text = Text("connecting", "yellow")
+        text = Text("connecting…", "yellow")
     else:
         text = Text("reconnecting", "red")
     if stats.reconnects:
@@ -169,6 +185,7 @@ def render_table(
     last_log: logging.LogRecord | None = None,
     *,
     leader: str | None = None,
+    id_text: Callable[[str], str] = screen_id,
 ) -> Group:
     """The screen of ``trionodes top``: a rich renderable.
 
@@ -180,6 +197,8 @@ def render_table(
             reconnect and its cause), shown below the table.
         leader: Who leads the cluster (``leader ID at HOST:PORT``), shown on the
             first line before the watch's state; None for a single server.
+        id_text: Writes a node id in its cell: shortened to fit a screen by
+            default, whole when printed once (to be copied).
     """
     rows = table.rows()
     present = [row for row in rows if not row.gone]
@@ -199,7 +218,7 @@ def render_table(
         if not row.gone:
             state.stylize(_STATE_STYLES.get(node.state, ""))
         grid.add_row(
-            short_id(node.id, _TOP_ID_TAIL),
+            id_text(node.id),
             state,
             address_text(node),
             roles_text(node),
@@ -225,44 +244,69 @@ async def run_top(
     show: Callable[[RenderableType], object],
     live: Callable[[], contextlib.AbstractContextManager[Live]],
     last_log: LastLogRecord,
+    sync_within: float | None = None,
 ) -> None:
     """Show the cluster's nodes: once after the initial cluster, or refreshed forever.
 
     Args:
         target: The Curator, or the cluster (whose leader the first line names).
         interval: Seconds between two refreshes.
-        once: Show the table once the initial cluster is in, then return.
+        once: Show the table once the initial cluster is in, then return. Node ids
+            are whole, to be copied; on a live screen they are shortened to fit.
         show: Prints a renderable (in ``once`` mode).
         live: Opens a live display, whose ``update(renderable, refresh=True)`` redraws.
         last_log: The latest library warning, shown below the table.
+        sync_within: Give up unless the whole cluster is in within this many
+            seconds; None to wait for as long as it takes.
+
+    Raises:
+        TimedOut: ``sync_within`` ran out first.
     """
     table = NodeTable()
     # A cluster's first line names the leader and its address instead of the endpoints.
     title = f"trionodes top · {'cluster' if target.cluster else target}"
-    async with (
-        target.connect() as curator,
-        trionodes.open_node_watch(curator) as watch,
-        trio.open_nursery() as nursery,
-    ):
+    id_text = full_id if once else screen_id
+    deadline = SyncDeadline(sync_within)
+    read_by: trionodes.ClusterWatch | None = None
+    with deadline.scope:
+        async with (
+            target.connect() as curator,
+            trionodes.open_node_watch(curator) as watch,
+            trio.open_nursery() as nursery,
+        ):
+            read_by = watch
 
-        def leader() -> str | None:
-            # Read at each redraw: it changes when the leadership moves.
-            return leader_text(curator) if target.cluster else None
+            def screen(last: logging.LogRecord | None = None) -> Group:
+                # The leader is read at each redraw: it changes when the leadership moves.
+                leader = leader_text(curator, whole_id=once) if target.cluster else None
+                return render_table(table, title, watch.stats, last, leader=leader, id_text=id_text)
 
-        if once:
-            await nursery.start(watch.follow, table)
-            show(render_table(table, title, watch.stats, leader=leader()))
-            nursery.cancel_scope.cancel()
-            return
-        nursery.start_soon(watch.follow, table)
-        with live() as display:
-            while True:
-                screen = render_table(table, title, watch.stats, last_log.last, leader=leader())
-                display.update(screen, refresh=True)
-                await trio.sleep(interval)
+            if once:
+                await nursery.start(watch.follow, table)
+                deadline.met()
+                show(screen())
+                nursery.cancel_scope.cancel()
+                return
+            nursery.start_soon(watch.follow, table)
+            nursery.start_soon(_lift_when_synced, watch, deadline)
+            with live() as display:
+                while True:
+                    display.update(screen(last_log.last), refresh=True)
+                    await trio.sleep(interval)
+    if deadline.expired:
+        assert sync_within is not None
+        raise not_in_time(target, sync_within, None if read_by is None else read_by.stats)
 
 
-@click.command(epilog=exit_status_help("ended by Ctrl-C, or --once has printed the table"))
+async def _lift_when_synced(watch: trionodes.ClusterWatch, deadline: SyncDeadline) -> None:
+    try:
+        await watch.wait_synced()
+    except trionodes.WatchClosed:
+        return  # the watch's own error ends the command
+    deadline.met()
+
+
+@click.command(epilog=watch_exit_status_help("ended by Ctrl-C, or --once has printed the table"))
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.1),
@@ -277,8 +321,12 @@ async def run_top(
     help="Print the table once the whole cluster is in, then exit (the default when "
     "stdout is not a terminal, or one that cannot redraw, TERM=dumb).",
 )
+@timeout_option(
+    "Done means the whole cluster is in the table. Default: 30 with --once (also "
+    "when stdout is not a terminal), else wait for as long as it takes."
+)
 @connection_options
-def top(target: Target, interval: float, once: bool) -> None:
+def top(target: Target, interval: float, once: bool, timeout: float | None) -> None:
     """Show the cluster's nodes in a table that keeps itself up to date.
 
     One row per node: its id, state, address and roles, how long ago it last
@@ -298,6 +346,8 @@ def top(target: Target, interval: float, once: bool) -> None:
         once = True  # it cannot move the cursor to redraw
     if once:
         log_to_stderr()
+        # A script waits for the table: never forever.
+        timeout = ONCE_TIMEOUT if timeout is None else timeout
     else:
         library_logger().addHandler(last_log)
 
@@ -312,5 +362,6 @@ def top(target: Target, interval: float, once: bool) -> None:
         show=console.print,
         live=live,
         last_log=last_log,
+        sync_within=timeout,
     )
     click.get_current_context().exit(run_command(run, error=TrionodesError, hint=target.hint))
