@@ -17,7 +17,7 @@ from trionodes.cli import EXIT_ERROR
 from trionodes.cli._app import app
 from trionodes.cli._cluster import demo_nodes
 from trionodes.cli._format import roles_text
-from trionodes.cli.demo import ChangePrinter
+from trionodes.cli.demo import LEGEND, NEXT_STEP, ChangePrinter
 from trionodes.testing import FakeCurator, make_node
 
 from .process import (
@@ -58,13 +58,12 @@ def test_change_printer_writes_one_block_per_batch() -> None:
     printer.deleted(make_node(2))
     printer.batch_done()
     printer.batch_done()
+    one, two = make_node(1).id, make_node(2).id
     assert written == [
         "initial cluster: 2 nodes\n"
-        "  + metropolis-…0001  UP       10.0.0.1        worker\n"
-        "  + metropolis-…0002  UP       10.0.0.2        worker",
-        "batch 2\n"
-        "  ~ metropolis-…0001  state UP -> STANDBY\n"
-        "  - metropolis-…0002  (was UP 10.0.0.2)",
+        f"  + {one}  UP       10.0.0.1        worker\n"
+        f"  + {two}  UP       10.0.0.2        worker",
+        f"batch 2\n  ~ {one}  state UP -> STANDBY\n  - {two}  (was UP 10.0.0.2)",
         "batch 3",
     ]
 
@@ -83,12 +82,13 @@ async def test_change_printer_follows_a_cluster(
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trionodes.watch_nodes, curator, ChangePrinter(write))
+        ids = [make_node(index).id for index in range(6)]
         assert written == [
             "initial cluster: 4 nodes\n"
-            "  + metropolis-…0001  UP       10.0.0.1        controller,consensus\n"
-            "  + metropolis-…0002  UP       10.0.0.2        worker,controller,consensus\n"
-            "  + metropolis-…0003  UP       10.0.0.3        worker,controller,consensus\n"
-            "  + metropolis-…0004  NEW      10.0.0.4        worker"
+            f"  + {ids[1]}  UP       10.0.0.1        controller,consensus\n"
+            f"  + {ids[2]}  UP       10.0.0.2        worker,controller,consensus\n"
+            f"  + {ids[3]}  UP       10.0.0.3        worker,controller,consensus\n"
+            f"  + {ids[4]}  NEW      10.0.0.4        worker"
         ]
         fake.change(put=[make_node(4), make_node(5)], delete=[make_node(2).id])
         # The stream may be read in another thread, which wait_all_tasks_blocked does not
@@ -97,9 +97,9 @@ async def test_change_printer_follows_a_cluster(
             await second.wait()
         assert written[1:] == [
             "batch 2\n"
-            "  ~ metropolis-…0004  state NEW -> UP\n"
-            "  + metropolis-…0005  UP       10.0.0.5        worker\n"
-            "  - metropolis-…0002  (was UP 10.0.0.2)"
+            f"  ~ {ids[4]}  state NEW -> UP\n"
+            f"  + {ids[5]}  UP       10.0.0.5        worker\n"
+            f"  - {ids[2]}  (was UP 10.0.0.2)"
         ]
         nursery.cancel_scope.cancel()
 
@@ -134,11 +134,23 @@ def test_demo_runs_for_its_duration() -> None:
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("fake Curator on 127.0.0.1:")
-    assert lines[1] == "initial cluster: 6 nodes"
-    assert lines[2] == "  + metropolis-…0001  UP       10.0.0.1        controller,consensus"
+    # What `batch N` and the marks mean, once, before the first of them.
+    assert lines[1:3] == list(LEGEND)
+    assert "`batch N`" in lines[1]
+    assert lines[2].startswith("+ a node joined")
+    assert "~ a node changed" in lines[2]
+    assert "- a node left" in lines[2]
+    assert lines[3] == "initial cluster: 6 nodes"
+    # Whole ids, as every other command takes them.
+    assert lines[4] == f"  + {make_node(1).id}  UP       10.0.0.1        controller,consensus"
     assert "batch 2" in lines
-    assert any(line.startswith("  ~ metropolis-…") for line in lines)
-    assert lines[-1] == "time's up, bye"
+    assert any(line.startswith("  ~ metropolis-0") for line in lines)
+    assert not any("…" in line for line in lines)
+    # Then what to try next.
+    assert lines[-2:] == ["time's up, bye", NEXT_STEP]
+    assert "`trionodes serve`" in NEXT_STEP
+    assert "`trionodes watch`" in NEXT_STEP
+    assert "`trionodes top`" in NEXT_STEP
 
 
 # Right after the first line, Ctrl-C lands while the client connects; after "batch 2",
@@ -164,7 +176,7 @@ def test_ctrl_c_ends_demo_promptly(wait_for: bytes) -> None:
             process.communicate()
     assert process.returncode == 0, err.decode()
     assert b"Traceback" not in err, err.decode()
-    assert (before + out).decode().endswith("interrupted, bye\n")
+    assert (before + out).decode().endswith(f"interrupted, bye\n{NEXT_STEP}\n")
 
 
 # Ctrl-C while asyncio code runs (the gRPC connection being made, on the loop under
@@ -200,7 +212,7 @@ def test_ctrl_c_while_asyncio_code_runs() -> None:
         pytest.fail("the demo hung after Ctrl-C while connecting")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
-    assert result.stdout.endswith("interrupted, bye\n")
+    assert result.stdout.endswith(f"interrupted, bye\n{NEXT_STEP}\n")
 
 
 # An error ends the demo like any command: one `trionodes: error:` line, no traceback.

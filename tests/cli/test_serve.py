@@ -29,7 +29,10 @@ async def test_serve_runs_a_curator_until_ctrl_c() -> None:
             trionodes.open_node_changes(curator) as changes,
         ):
             initial = await changes.receive()
+            # Told when a client comes and when it goes.
+            assert untimed(await serve.line()) == "a client connected (1 connection open)"
         assert [node.id for node in initial.new] == [make_node(i).id for i in (1, 2, 3)]
+        assert untimed(await serve.line()) == "a client left (0 connections open)"
         status, stderr = await serve.interrupt()
     assert status == EXIT_OK, stderr
     assert stderr == ""
@@ -150,6 +153,8 @@ async def test_a_watch_stays_quiet_while_serve_moves_the_leader() -> None:
             lines = [untimed(await command.line()) for _ in range(5)]
             assert lines[-1] == "synced: 4 nodes"
             move = await serve.line()
+            while "a client" in move:  # the watch's connections to the members
+                move = await serve.line()
             assert re.fullmatch(
                 r"the leader is now member 1: metropolis-[0-9a-f]{32} at 127\.0\.0\.1:\d+", move
             )
@@ -163,5 +168,46 @@ async def test_a_watch_stays_quiet_while_serve_moves_the_leader() -> None:
             assert status == EXIT_OK, stderr
             # Nothing changed in the cluster: nothing printed, not even "resynced".
             assert await command.rest() == ""
+        status, stderr = await serve.interrupt()
+    assert status == EXIT_OK, stderr
+
+
+async def test_serve_members_says_which_member_a_client_reached() -> None:
+    async with run("serve", "--members", "2", "--nodes", "1", "--churn", "0") as serve:
+        await serve.line()
+        printed_command(await serve.line(), "follow it with: ")
+        leader = printed_command(await serve.line(), "see who leads: ")  # asks member 0 first
+        async with run(*leader) as command:
+            status, stderr = await command.wait()
+        assert status == EXIT_OK, stderr
+        first = untimed(await serve.line())
+        assert re.fullmatch(
+            r"a client connected to member 0 \(127\.0\.0\.1:\d+\) \(1 connection open\)", first
+        ), first
+        status, stderr = await serve.interrupt()
+    assert status == EXIT_OK, stderr
+
+
+async def test_watch_without_credentials_against_serve_tls_says_which_to_give(
+    tmp_path: Path,
+) -> None:
+    tls = tmp_path / "tls"
+    async with run("serve", "--nodes", "1", "--churn", "0", "--tls", str(tls)) as serve:
+        await serve.line()
+        await serve.line()
+        words = shlex.split((await serve.line()).removeprefix("follow it with: "))
+        where = words[2]
+        async with run("watch", where) as watch:  # the files left out
+            status, stderr = await watch.wait()
+        assert status == EXIT_ERROR
+        *_, error, hint = stderr.splitlines()
+        assert error.startswith("trionodes: error: ")
+        assert "pass ssl=" not in error  # flags, not the library's keywords
+        assert "give --metroctl-config [DIR], or --ca, --cert and --key" in error
+        assert hint.startswith(
+            f"trionodes: hint: {where} may serve TLS, as a real Curator does: give --ca "
+            "(the cluster CA), --cert and --key (for `trionodes serve --tls DIR`, the files "
+            "it wrote into DIR)"
+        )
         status, stderr = await serve.interrupt()
     assert status == EXIT_OK, stderr

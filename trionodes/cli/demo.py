@@ -20,9 +20,22 @@ from trionodes import Node, TrionodesError
 from trionodes.testing import open_fake_curator, run_churn
 
 from ._cluster import demo_nodes
-from ._format import format_deleted, format_header, format_new, format_updated
+from ._format import format_deleted, format_header, format_new, format_updated, full_id
 from ._options import exit_status_help, simulation_options
 from ._run import CommandError, log_to_stderr, run_command
+
+# What the demo's output means, printed once before it: the words a reader meets.
+LEGEND = (
+    "Each block below is one batch: the changes the client received together and "
+    "applied at once, numbered `batch N` after the initial cluster.",
+    "+ a node joined (or was there at the start), ~ a node changed (and what changed), "
+    "- a node left",
+)
+# What to try once the demo is over.
+NEXT_STEP = (
+    "next: run `trionodes serve` in one terminal, then the `trionodes watch` command it "
+    "prints (or `trionodes top` with the same address) in another"
+)
 
 
 class ChangePrinter(trionodes.Follower):
@@ -50,16 +63,16 @@ class ChangePrinter(trionodes.Follower):
     def new(self, node: Node) -> None:
         """Collect a line for a new node."""
         self.nodes += 1
-        self._lines.append(f"  {format_new(node)}")
+        self._lines.append(f"  {format_new(node, full_id)}")
 
     def updated(self, prev: Node, node: Node) -> None:
         """Collect a line for a changed node."""
-        self._lines.append(f"  {format_updated(prev, node)}")
+        self._lines.append(f"  {format_updated(prev, node, full_id)}")
 
     def deleted(self, prev: Node) -> None:
         """Collect a line for a node that left."""
         self.nodes -= 1
-        self._lines.append(f"  {format_deleted(prev)}")
+        self._lines.append(f"  {format_deleted(prev, full_id)}")
 
     def batch_done(self) -> None:
         """Write the batch's lines under their header."""
@@ -90,6 +103,8 @@ async def run_demo(
             raise CommandError(f"cannot start the fake Curator: {exc.strerror or exc}") from exc
         fake.put(*demo_nodes(nodes))
         write(f"fake Curator on {fake.host}:{fake.port}, {churn:g} changes/s; Ctrl-C to stop")
+        for line in LEGEND:
+            write(line)
         async with (
             trionodes.open_curator(fake.host, fake.port) as curator,
             trio.open_nursery() as nursery,
@@ -124,7 +139,8 @@ def demo(duration: float | None, nodes: int, churn: float, seed: int | None) -> 
 
     Starts a fake Curator on 127.0.0.1 serving a simulated cluster that keeps
     changing, connects to it as to a real one, and prints the initial cluster and
-    then each batch of changes. Stops on Ctrl-C or after --duration.
+    then each batch of changes (`+` joined, `~` changed, `-` left). Stops on Ctrl-C
+    or after --duration, and says what to try next.
     """
 
     log_to_stderr()
@@ -133,10 +149,11 @@ def demo(duration: float | None, nodes: int, churn: float, seed: int | None) -> 
         with trio.move_on_after(math.inf if duration is None else duration):
             await run_demo(nodes, churn, seed, click.echo)
         click.echo("time's up, bye")
+        click.echo(NEXT_STEP)
 
-    status = run_command(
-        run,
-        error=(TrionodesError, CommandError),
-        on_interrupt=lambda: click.echo("interrupted, bye"),
-    )
+    def interrupted() -> None:
+        click.echo("interrupted, bye")
+        click.echo(NEXT_STEP)
+
+    status = run_command(run, error=(TrionodesError, CommandError), on_interrupt=interrupted)
     click.get_current_context().exit(status)

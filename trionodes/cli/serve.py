@@ -11,10 +11,12 @@ prints the ``trionodes watch`` and ``trionodes leader`` commands that reach it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import click
 import trio
@@ -32,6 +34,63 @@ from ._cluster import demo_nodes, run_worker_churn
 from ._format import count_text
 from ._options import endpoint_text, exit_status_help, simulation_options
 from ._run import CommandError, run_command
+
+# Seconds between two looks at a server's connection counters.
+_CLIENTS_POLL = 0.2
+
+
+class _Counted(Protocol):
+    """A server that counts its connections (the fake Curator, a fake member's server)."""
+
+    @property
+    def connections_accepted(self) -> int: ...
+
+    @property
+    def open_connections(self) -> int: ...
+
+
+async def report_clients(
+    servers: Sequence[tuple[str, _Counted]],
+    write: Callable[[str], object],
+    *,
+    poll: float = _CLIENTS_POLL,
+) -> None:
+    """Write a line whenever a client connects to one of ``servers`` or leaves, forever.
+
+    The servers' counters are read every ``poll`` seconds: a client that comes and
+    goes between two looks is still reported, as a connection and a departure.
+
+    Args:
+        servers: Each server with how lines name it (empty for a lone server).
+        write: Called with each line.
+        poll: Seconds between two looks.
+    """
+    seen = [(server.connections_accepted, server.open_connections) for _, server in servers]
+    while True:
+        await trio.sleep(poll)
+        for index, (name, server) in enumerate(servers):
+            accepted, open_now = server.connections_accepted, server.open_connections
+            before_accepted, before_open = seen[index]
+            seen[index] = (accepted, open_now)
+            joined = accepted - before_accepted
+            left = before_open + joined - open_now
+            where = f" {name}" if name else ""
+            # Counted as if the arrivals came first: right when both fell between looks.
+            running = before_open
+            for _ in range(joined):
+                running += 1
+                write(f"{_clock()} a client connected{where} ({_open_text(running)})")
+            for _ in range(left):
+                running -= 1
+                write(f"{_clock()} a client left{where} ({_open_text(running)})")
+
+
+def _clock() -> str:
+    return f"{datetime.datetime.now():%H:%M:%S}"
+
+
+def _open_text(count: int) -> str:
+    return f"{count} connection{'' if count == 1 else 's'} open"
 
 
 def watch_command(host: str, port: int, files: ServeFiles | None) -> str:
@@ -116,6 +175,11 @@ async def run_serve_cluster(
         write(f"follow it with: {cluster_command('watch', endpoints, metroctl_dir)}")
         write(f"see who leads: {cluster_command('leader', endpoints, metroctl_dir)}")
         async with trio.open_nursery() as nursery:
+            members_named = [
+                (f"to member {member.index} ({member.endpoint})", member.server)
+                for member in cluster.members
+            ]
+            nursery.start_soon(report_clients, members_named, write)
             if churn > 0:
                 nursery.start_soon(
                     partial(
@@ -190,10 +254,12 @@ async def run_serve(
         if files is not None:
             write(f"certificates in {files.ca.parent}: ca.pem (the CA), client.pem, client-key.pem")
         write(f"follow it with: {watch_command(fake.host, fake.port, files)}")
-        if churn > 0:
-            await run_churn(fake, changes_per_second=churn, target_nodes=nodes, seed=seed)
-        else:
-            await trio.sleep_forever()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(report_clients, [("", fake)], write)
+            if churn > 0:
+                await run_churn(fake, changes_per_second=churn, target_nodes=nodes, seed=seed)
+            else:
+                await trio.sleep_forever()
 
 
 @click.command(
@@ -267,6 +333,7 @@ def serve(
     Serves the Curator's Watch call from an in-memory cluster that keeps changing,
     the way a real Curator serves it. Prints where it listens and the `trionodes
     watch` command that follows it; point your own program at it just the same.
+    Prints a line when a client connects or leaves.
 
     With --members N, serves a control plane of N members sharing that cluster, as
     a real Metropolis cluster does: only the leader serves Watch, every member says
