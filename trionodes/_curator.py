@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, final
 
+from ._core.endpoints import Endpoint
 from ._proto.metropolis.node.core.curator.proto.api import WatchRequest
 
 
@@ -88,8 +89,13 @@ class Curator:
         """The node id of the cluster's leader, when known (from :func:`open_cluster`)."""
         return self._source.leader_id
 
+    @property
+    def _where(self) -> str:
+        """``host:port`` as log lines write it (an IPv6 address in brackets)."""
+        return str(Endpoint(self.host, self.port))
+
     def __repr__(self) -> str:
-        return f"<trionodes.Curator {self.host}:{self.port}>"
+        return f"<trionodes.Curator {self._where}>"
 
     def _open_stream(self, request: WatchRequest) -> AbstractAsyncContextManager[RawStream]:
         return self._source.open_stream(request)

@@ -178,7 +178,7 @@ async def test_each_failure_is_logged_on_one_line(
     failures = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(failures) >= 2
     first = failures[0].getMessage()
-    assert first.startswith(f"NodesInCluster watch of {fake.host}:{fake.port} failed: ")
+    assert first.startswith(f"watch of the cluster at {fake.host}:{fake.port} failed: ")
     assert "Curator answered UNAVAILABLE: leader moved; reconnecting in " in first
     assert first.endswith(" s (failure 1 in a row)")
     assert "\n" not in first
@@ -295,7 +295,7 @@ async def test_backoff_starts_over_after_a_healthy_stream(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trionodes")
     policy = StepRecorder(reset_after=60)
-    reconnector = Reconnector(policy, None, Counters(), "test watch")
+    reconnector = Reconnector(policy, None, Counters(), lambda: "test watch")
     # How long each stream stays synced before it fails; None: the watch ends.
     healthy_for = iter([0, 0, 61, 0, 59, 0, None])
 
@@ -323,7 +323,7 @@ async def test_likely_tls_closes_are_retried_for_ever_once_a_message_arrived(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     policy = trionodes.RetryPolicy(initial_delay=0.01, max_delay=0.01, tls_closures=2)
-    reconnector = Reconnector(policy, None, Counters(), "test watch")
+    reconnector = Reconnector(policy, None, Counters(), lambda: "test watch")
     outcomes = iter(["message"] + ["close"] * 5 + [None])
 
     async def follow_stream() -> None:
@@ -336,7 +336,7 @@ async def test_likely_tls_closes_are_retried_for_ever_once_a_message_arrived(
 
     await reconnector.run(follow_stream)  # no TLSError: the settings worked once
 
-    fresh = Reconnector(policy, None, Counters(), "test watch")
+    fresh = Reconnector(policy, None, Counters(), lambda: "test watch")
 
     async def always_closed() -> None:
         raise trionodes.ConnectionLost("closed right after the TLS handshake", maybe_tls=True)

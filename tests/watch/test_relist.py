@@ -188,7 +188,7 @@ async def test_a_relist_is_one_info_line_and_no_failure(
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (
             logging.INFO,
-            "NodesInCluster watch of memory:0: relisting, "
+            "watch of the cluster at memory:0: relisting, "
             "to find deletions the stream may have missed",
         )
     ]

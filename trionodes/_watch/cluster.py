@@ -136,7 +136,7 @@ class ClusterWatch:
             retry,
             relist,
             self._counters,
-            f"NodesInCluster watch of {curator.host}:{curator.port}",
+            lambda: f"watch of the cluster at {curator._where}",
         )
         self._cluster = Cluster()
         self._subscriptions = set()

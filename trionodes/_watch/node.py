@@ -60,7 +60,7 @@ class NodeWatch:
             retry,
             relist,
             self._counters,
-            f"NodeInCluster watch of {node_id} on {curator.host}:{curator.port}",
+            lambda: f"watch of node {node_id} at {curator._where}",
         )
         self._delivery = Delivery(self._take_state, self._counters)
         # The state last yielded: a state is yielded once, however often it is seen.

@@ -34,14 +34,19 @@ class Reconnector:
         policy: When and how to reconnect.
         relist: Seconds from a stream's sync to its relist; None never relists.
         counters: The watch's counters, kept up to date.
-        what: The watch, as log lines name it.
+        what: Names the watch in log lines, as it is when the line is written (a
+            cluster's leader may have moved).
 
     Raises:
         ValueError: ``relist`` is not a positive finite number or None.
     """
 
     def __init__(
-        self, policy: RetryPolicy, relist: float | None, counters: Counters, what: str
+        self,
+        policy: RetryPolicy,
+        relist: float | None,
+        counters: Counters,
+        what: Callable[[], str],
     ) -> None:
         if relist is not None and not (relist > 0 and math.isfinite(relist)):
             raise ValueError(f"relist must be a positive number of seconds or None, not {relist}")
@@ -65,7 +70,7 @@ class Reconnector:
         now = anyio.current_time()
         outage = self._state.synced(now)
         if outage:
-            _log.info("%s is back after %d failed streams", self._what, outage)
+            _log.info("%s is back after %d failed streams", self._what(), outage)
         if self._relist is not None and self._live is not None:
             self._live.deadline = now + self._relist
 
@@ -96,7 +101,7 @@ class Reconnector:
                 decision = self._state.failed(error, anyio.current_time())
                 if isinstance(decision, GiveUp):
                     counters.last_error = decision.error
-                    _log.error("%s failed: %s; not retrying", self._what, decision.error)
+                    _log.error("%s failed: %s; not retrying", self._what(), decision.error)
                     if decision.error is error:
                         raise
                     raise decision.error from error
@@ -107,7 +112,7 @@ class Reconnector:
             if retry is not None:
                 _log.warning(
                     "%s failed: %s; reconnecting in %.2f s (failure %d in a row)",
-                    self._what,
+                    self._what(),
                     counters.last_error,
                     retry.delay,
                     retry.failures,
@@ -117,7 +122,9 @@ class Reconnector:
             elif self._relist_was_due():
                 # Not a failure: no backoff, and the stream's health stands.
                 counters.relists += 1
-                _log.info("%s: relisting, to find deletions the stream may have missed", self._what)
+                _log.info(
+                    "%s: relisting, to find deletions the stream may have missed", self._what()
+                )
             else:
                 return
 
