@@ -6,6 +6,7 @@ go down and come back, and the watches follow without ever ending.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,11 @@ async def until(condition: Callable[[], bool]) -> None:
             await trio.sleep(0.01)
 
 
+async def cluster_closed(cluster: FakeCluster) -> None:
+    """Wait until every member has closed every connection."""
+    await until(lambda: all(member.server.open_connections == 0 for member in cluster.members))
+
+
 @pytest.fixture(params=[True, False], ids=["tls", "plain"])
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[FakeCluster]:
     async with open_fake_cluster(3, tls=request.param, backlog_nodes_per_event=5) as cluster:
@@ -60,6 +66,11 @@ async def test_finds_the_leader_with_followers_listed_first_and_one_down(
         assert curator.port == cluster.leader.port
 
 
+# A fake member's TLS socket caught mid-handshake by a leader move is, now and then,
+# only collected after its server has moved on (server side, in the fake: the
+# client's side is held to leaving nothing open in test_bridge.py). Collected here,
+# under this filter, rather than in whichever test runs next.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_follows_ten_leader_moves_under_churn_with_every_kind_of_watch(
     cluster: FakeCluster,
 ) -> None:
@@ -117,6 +128,8 @@ async def test_follows_ten_leader_moves_under_churn_with_every_kind_of_watch(
         nursery.cancel_scope.cancel()
     moves.sort()
     print(f"leader move to converged view: median {moves[5]:.3f} s, worst {moves[-1]:.3f} s")
+    await cluster_closed(cluster)
+    gc.collect()
 
 
 async def test_learns_curator_endpoints_from_the_nodes(cluster: FakeCluster) -> None:
@@ -218,4 +231,4 @@ async def test_nothing_is_left_open_on_any_member_after_exit(cluster: FakeCluste
     ):
         await changes.receive()
     await settle()
-    await until(lambda: all(member.server.open_connections == 0 for member in cluster.members))
+    await cluster_closed(cluster)

@@ -41,6 +41,8 @@ class Bridge(Protocol):
     """Crossings between the host async library and the asyncio loop grpclib runs on."""
 
     loop: asyncio.AbstractEventLoop
+    # Whether nothing but what this bridge runs is on the loop.
+    owns_loop: bool
 
     async def run(self, fn: Callable[..., Coroutine[Any, Any, _T]], *args: Any) -> _T:
         """Run ``fn(*args)`` on the loop until it returns (host side; cancellable)."""
@@ -61,6 +63,9 @@ class Bridge(Protocol):
 
 class NativeBridge:
     """The host library is asyncio itself: every crossing is a plain call."""
+
+    # The loop is the program's: other things run on it.
+    owns_loop = False
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -93,6 +98,8 @@ class ThreadBridge:
             tests, whether anything is still moving).
     """
 
+    owns_loop = True
+
     def __init__(self) -> None:
         self.crossings = 0
         self._token = trio.lowlevel.current_trio_token()
@@ -116,6 +123,9 @@ class ThreadBridge:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
+            abort_transports(loop)
+            # One more turn so that the aborts' connection_lost callbacks run.
+            loop.run_until_complete(asyncio.sleep(0))
         finally:
             loop.close()
             self.to_host(self._stopped.set)
@@ -231,6 +241,19 @@ async def wait_loops_idle() -> None:
         await trio.testing.wait_all_tasks_blocked()
         if sum(bridge.crossings for bridge in bridges) == before:
             return
+
+
+def abort_transports(loop: asyncio.AbstractEventLoop) -> None:
+    """Abort every socket still open on a loop of a :class:`ThreadBridge`.
+
+    For a loop that is ours alone, when what it serves stops: a connection
+    accepted while its server was stopping may still be in its TLS handshake, and
+    nothing else closes it. (Selector loops keep their socket transports in
+    ``_transports``, a private attribute.)
+    """
+    for transport in list(getattr(loop, "_transports", {}).values()):
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
 
 def _settle(future: asyncio.Future[_T], result: _T | None, error: BaseException | None) -> None:

@@ -34,7 +34,7 @@ from h2.errors import ErrorCodes
 
 from .._errors import CuratorError
 from .._proto.metropolis.node.core.curator.proto.api import WatchRequest
-from .bridge import Bridge, open_bridge
+from .bridge import Bridge, abort_transports, open_bridge
 from .codec import WATCH_PATH, RawCodec, RawMessage
 from .grpclib_private import (
     HookedServer,
@@ -477,10 +477,10 @@ class WatchServer:
         New connection attempts are refused until :meth:`accept_connections`. Returns
         once the calls that were open are torn down.
         """
-        server, self._server = self._server, None
-        self.drop_connections()
+        server, connections = self._stop_listening()
+        self._bridge.to_loop(_abort, connections)
         if server is not None:
-            await self._bridge.run(_stop_server, server)
+            await self._bridge.run(_stop_server, server, self._bridge.owns_loop)
 
     async def accept_connections(self) -> None:
         """Listen again on the same port, after :meth:`refuse_connections`.
@@ -502,6 +502,18 @@ class WatchServer:
             self._connections.clear()
         return connections
 
+    def _stop_listening(self) -> tuple[grpclib.server.Server | None, list[_ServerConnection]]:
+        """Forget the listening server and take its connections, as one step.
+
+        One step under the lock, so that a connection the loop takes on meanwhile is
+        either refused or among those taken, never left behind.
+        """
+        with self._lock:
+            server, self._server = self._server, None
+            connections = list(self._connections)
+            self._connections.clear()
+        return server, connections
+
     async def _listen(self, sock: socket.socket) -> None:
         try:
             await self._bridge.run(self._start_server, sock)
@@ -522,22 +534,22 @@ class WatchServer:
         await server.start(sock=sock, ssl=self._ssl)
 
     async def _close(self) -> None:
-        server, self._server = self._server, None
+        server, connections = self._stop_listening()
         # asyncio's Server.close() leaves accepted connections open (and since 3.12.1
         # wait_closed() waits for them): close them as an exiting process would.
-        self._bridge.to_loop(_close, self._take_connections())
+        self._bridge.to_loop(_close, connections)
         if server is not None:
-            await self._bridge.run(_stop_server, server)
+            await self._bridge.run(_stop_server, server, self._bridge.owns_loop)
 
     # Loop side.
 
     def _connection_made(self, connection: _ServerConnection) -> bool:
         """Take on a new connection; false if it must be dropped at once."""
-        if connection.server is not self._server:
-            # Accepted before the server stopped listening, its TLS handshake done
-            # only after: it goes the way of the others.
-            return False
         with self._lock:
+            if connection.server is not self._server:
+                # Accepted before the server stopped listening, its TLS handshake done
+                # only after: it goes the way of the others.
+                return False
             self._accepted += 1
             self._connections.add(connection)
             freeze = self._freeze_new
@@ -593,9 +605,12 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _stop_server(server: grpclib.server.Server) -> None:
+async def _stop_server(server: grpclib.server.Server, drop_the_rest: bool = False) -> None:
     server.close()
     await server.wait_closed()
+    if drop_the_rest:
+        # Connections still in their TLS handshake are not the server's yet.
+        abort_transports(asyncio.get_running_loop())
 
 
 @contextlib.asynccontextmanager
