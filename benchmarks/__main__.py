@@ -13,6 +13,7 @@ from types import ModuleType
 
 from . import (
     cancel_latency,
+    control_plane,
     initial_sync,
     per_event,
     responsiveness,
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "initial_sync": initial_sync,
     "slow_follower": slow_follower,
     "resync": resync,
+    "control_plane": control_plane,
     # Against a hand-written grpc.aio + protobuf client: need the `bench` group.
     "versus_grpcio": versus_grpcio,
     "responsiveness": responsiveness,
