@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 
+import anyio
 import pytest
 import trio
 
@@ -232,3 +233,23 @@ async def test_nothing_is_left_open_on_any_member_after_exit(cluster: FakeCluste
         await changes.receive()
     await settle()
     await cluster_closed(cluster)
+
+
+def test_follows_a_leader_move_on_asyncio() -> None:
+    async def main() -> None:
+        async with (
+            open_fake_cluster(3) as cluster,
+            trionodes.open_cluster(cluster.endpoints, credentials=cluster.credentials) as curator,
+            trionodes.open_node_watch(curator, retry=FAST) as watch,
+        ):
+            cluster.put(make_node(1))
+            await watch.wait_synced()
+            first = curator.leader_id
+            await cluster.move_leader()
+            cluster.put(make_node(2))
+            with anyio.fail_after(CONVERGE_TIMEOUT):
+                while dict(watch.nodes) != dict(cluster.nodes):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert curator.leader_id == cluster.leader.node_id != first
+
+    anyio.run(main, backend="asyncio")
