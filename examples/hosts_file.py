@@ -25,7 +25,6 @@ from typing import NoReturn
 import trio
 
 import trionodes
-from trionodes._core.endpoints import parse_endpoint
 
 
 # --8<-- [start:address]
@@ -120,7 +119,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("mutual TLS needs --ca, --cert and --key together")
     try:
         # The library's own parser: HOST, HOST:PORT, [V6] or [V6]:PORT.
-        args.endpoint = parse_endpoint(args.endpoint)
+        args.endpoint = trionodes.parse_endpoint(args.endpoint)
     except trionodes.EndpointError as exc:
         fail(parser.prog, f"bad ENDPOINT: {exc}")
     args.ssl = None
@@ -147,8 +146,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     arguments = parse_args()
     try:
-        # Ctrl-C is delivered to the main task, never inside the gRPC machinery.
-        trio.run(main, arguments, restrict_keyboard_interrupt_to_checkpoints=True)
+        trio.run(main, arguments)
     except* KeyboardInterrupt:
         pass
     except* trionodes.TrionodesError as errors:

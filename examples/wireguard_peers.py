@@ -30,7 +30,6 @@ from typing import NoReturn
 import trio
 
 import trionodes
-from trionodes._core.endpoints import parse_endpoint
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("mutual TLS needs --ca, --cert and --key together")
     try:
         # The library's own parser: HOST, HOST:PORT, [V6] or [V6]:PORT.
-        args.endpoint = parse_endpoint(args.endpoint)
+        args.endpoint = trionodes.parse_endpoint(args.endpoint)
     except trionodes.EndpointError as exc:
         fail(parser.prog, f"bad ENDPOINT: {exc}")
     args.ssl = None
@@ -158,7 +157,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     arguments = parse_args()
     try:
-        trio.run(main, arguments, restrict_keyboard_interrupt_to_checkpoints=True)
+        trio.run(main, arguments)
     except* KeyboardInterrupt:
         pass
     except* trionodes.TrionodesError as errors:

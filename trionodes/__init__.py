@@ -9,7 +9,7 @@ one node::
             await nursery.start(trionodes.watch_nodes, curator, follower)
 """
 
-from ._core.endpoints import EndpointError
+from ._core.endpoints import DEFAULT_PORT, Endpoint, EndpointError, parse_endpoint
 from ._core.engine import BatchKind, NodeBatch
 from ._core.retry import RetryPolicy
 from ._credentials import Credentials, CredentialsError
@@ -42,6 +42,7 @@ from ._watch import (
 )
 
 __all__ = [
+    "DEFAULT_PORT",
     "BatchKind",
     "ClusterWatch",
     "ConnectionLost",
@@ -49,6 +50,7 @@ __all__ = [
     "CredentialsError",
     "Curator",
     "CuratorError",
+    "Endpoint",
     "EndpointError",
     "Follower",
     "Leader",
@@ -74,6 +76,7 @@ __all__ = [
     "open_curator",
     "open_node_changes",
     "open_node_watch",
+    "parse_endpoint",
     "watch_node",
     "watch_nodes",
 ]

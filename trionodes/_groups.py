@@ -18,23 +18,24 @@ def sole_exception() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        leaves = list(_leaves(group))
-        if len(leaves) > 1:
+        found = list(leaves(group))
+        if len(found) > 1:
             # An error raised while the block was being cancelled beside it (a
             # connection lost as its watch is cancelled): the error wins. Nothing is
             # lost: cancellation is level-triggered, the next checkpoint raises it.
             cancelled = anyio.get_cancelled_exc_class()
-            errors = [leaf for leaf in leaves if not isinstance(leaf, cancelled)]
+            errors = [leaf for leaf in found if not isinstance(leaf, cancelled)]
             if len(errors) == 1:
-                leaves = errors
-        if len(leaves) != 1:
+                found = errors
+        if len(found) != 1:
             raise
-        raise leaves[0] from leaves[0].__cause__
+        raise found[0] from found[0].__cause__
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The exceptions in ``group`` and in the groups nested in it, in order."""
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
+            yield from leaves(exc)
         else:
             yield exc

@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from trionodes._core.endpoints import Endpoint
+from trionodes import Endpoint
 from trionodes.cli import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from trionodes.cli._app import app
 from trionodes.cli._connect import CredentialFiles

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trionodes
-from trionodes import Credentials, CuratorError, StatusCode, TLSError
-from trionodes._core.endpoints import Endpoint
+from trionodes import Credentials, CuratorError, Endpoint, StatusCode, TLSError
 from trionodes._transport.errors import NOT_TLS_REASONS
 
 from ._format import short_id

@@ -21,8 +21,7 @@ from typing import Any, TypeVar
 import click
 
 import trionodes
-from trionodes import EndpointError
-from trionodes._core.endpoints import DEFAULT_PORT, Endpoint, parse_endpoint
+from trionodes import DEFAULT_PORT, Endpoint, EndpointError, parse_endpoint
 
 from . import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from ._connect import CredentialFiles, Target, terminal_words

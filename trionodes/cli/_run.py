@@ -12,12 +12,13 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import click
 import trio
 
 from trionodes import TLSError
+from trionodes._groups import leaves
 
 from . import EXIT_ERROR, EXIT_OK, EXIT_TIMEOUT
 from ._connect import SERVER_TLS_HINT, terminal_words
@@ -90,11 +91,11 @@ def run_command(
     except* BrokenPipeError:
         _silence_stdout()
     except* TimedOut as group:
-        for exc in _leaves(group):
+        for exc in leaves(group):
             click.echo(f"trionodes: error: {terminal_words(str(exc))}", err=True)
         status = EXIT_TIMEOUT
     except* error as group:
-        for exc in _leaves(group):
+        for exc in leaves(group):
             click.echo(f"trionodes: error: {terminal_words(str(exc))}", err=True)
             # The message speaks of the Python API; say it in options too.
             advice = (hint or _server_tls_hint)(exc)
@@ -106,15 +107,6 @@ def run_command(
 
 def _server_tls_hint(exc: BaseException) -> str | None:
     return SERVER_TLS_HINT if isinstance(exc, TLSError) else None
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    """The exceptions in ``group`` and in the groups nested in it, in order."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
 
 
 def _silence_stdout() -> None:

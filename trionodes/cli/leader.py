@@ -15,8 +15,7 @@ import click
 import trio
 
 import trionodes
-from trionodes import ConnectionLost, Leader, TLSError, TrionodesError
-from trionodes._core.endpoints import Endpoint
+from trionodes import ConnectionLost, Endpoint, Leader, TLSError, TrionodesError
 
 from . import EXIT_TIMEOUT
 from ._connect import CLUSTER_TLS_HINT, CredentialFiles, speaks_plain_text
