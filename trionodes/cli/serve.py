@@ -30,7 +30,7 @@ from trionodes.testing import (
 )
 
 from ._certs import ServeFiles, make_certificates
-from ._cluster import demo_nodes, run_worker_churn
+from ._cluster import demo_nodes
 from ._format import count_text
 from ._options import endpoint_text, exit_status_help, simulation_options
 from ._run import CommandError, run_command
@@ -157,7 +157,6 @@ async def run_serve_cluster(
                 metroctl_dir = cluster.pki.write_metroctl_dir(tls_dir).resolve()
             except OSError as exc:
                 raise CommandError(f"cannot write metroctl's files into {tls_dir}: {exc}") from exc
-        member_ids = frozenset(cluster.nodes)
         cluster.put(*demo_nodes(nodes, control_plane=0))
         where = ", ".join(
             f"{member.endpoint} (leader)" if member.is_leader else member.endpoint
@@ -183,12 +182,11 @@ async def run_serve_cluster(
             if churn > 0:
                 nursery.start_soon(
                     partial(
-                        run_worker_churn,
+                        run_churn,
                         cluster,
                         changes_per_second=churn,
                         target_nodes=nodes,
                         seed=seed,
-                        keep=member_ids,
                     )
                 )
             if move_leader is not None:

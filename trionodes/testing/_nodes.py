@@ -104,15 +104,10 @@ async def run_churn(
         seed: Seeds the random choices; None for a random seed.
     """
     rng = random.Random(seed)
-    next_index = max((int(i.rsplit("-", 1)[1], 16) for i in cluster.nodes), default=0) + 1
+    next_index = max((_index(node_id) for node_id in _churnable(cluster)), default=0) + 1
     while True:
         await anyio.sleep(1 / changes_per_second)
-        # Control-plane nodes stay as they are: clients find Curators through them.
-        churnable = sorted(
-            node_id
-            for node_id, node in cluster.nodes.items()
-            if node.status is None or node.status.running_curator is None
-        )
+        churnable = _churnable(cluster)
         size = len(churnable)
         roll = rng.random()
         # One change in five is a join or a leave, more likely towards the target.
@@ -129,3 +124,23 @@ async def run_churn(
                 address = f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
                 status = dataclasses.replace(node.status, external_address=address)
                 cluster.put(dataclasses.replace(node, status=status))
+
+
+def _churnable(cluster: ClusterModel) -> list[str]:
+    """The ids of the nodes churn may change, sorted: not those running a Curator.
+
+    Control-plane nodes stay as they are: clients find Curators through them.
+    """
+    return sorted(
+        node_id
+        for node_id, node in cluster.nodes.items()
+        if node.status is None or node.status.running_curator is None
+    )
+
+
+def _index(node_id: str) -> int:
+    """The index :func:`make_node` made ``node_id`` from (0 for another id)."""
+    try:
+        return int(node_id.rsplit("-", 1)[-1], 16)
+    except ValueError:
+        return 0
