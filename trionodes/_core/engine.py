@@ -13,12 +13,19 @@ Three pieces:
   node ids changed; it remembers them (pending changes to one node collapse into
   one) until its follower is ready for a batch, then diffs only those ids.
 * :class:`NodeTracker` follows one node id for NodeInCluster streams.
+
+The two steps whose cost grows with the whole cluster, committing a backlog and
+diffing a follower's pending changes, also come as generators
+(:meth:`Cluster.apply_steps`, :meth:`FollowerView.take_batch_steps`) that do a
+bounded amount of work per ``next``, so that an async caller can let other tasks
+run, and a cancel through, between steps. Nothing is visible before the last step.
 """
 
 from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +33,7 @@ from .._errors import ProtocolError
 from .._proto.metropolis.node.core.curator.proto.api import Node
 from .decode import parse_node
 from .frozenmap import FrozenMap
+from .steps import Steps, run_steps
 from .wire import RawEvent
 
 NodeFilter = Callable[[Node], bool]
@@ -33,6 +41,21 @@ NodeFilter = Callable[[Node], bool]
 
 NodeEquals = Callable[[Node, Node], bool]
 """Says whether two states of a node are the same for a follower."""
+
+COMMIT_CHUNK = 4096
+"""Nodes a backlog commit handles per step (each about a microsecond: a dict write)."""
+
+DIFF_CHUNK = 256
+"""Nodes a follower's diff handles per step: ``equals`` on whole messages costs tens of
+microseconds a node, so this keeps a step near 10 ms even then."""
+
+SORT_RUN = 4096
+"""Ids a diff sorts per step (a few milliseconds); the sorted runs are merged lazily."""
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def decode_node(data: bytes) -> Node:
@@ -107,7 +130,7 @@ class Cluster:
     a large event over time: :meth:`to_decode` lists the serialized nodes the event
     needs decoded (those whose bytes this cluster has not seen for that id), the
     caller decodes them (for example with :func:`decode_nodes`, in chunks), then
-    :meth:`apply` commits the event in one step.
+    :meth:`apply` commits the event whole (or :meth:`apply_steps`, in steps).
     """
 
     def __init__(self) -> None:
@@ -152,7 +175,19 @@ class Cluster:
         return [data for node_id, data in event.nodes if raw.get(node_id) != data]
 
     def apply(self, event: RawEvent, decoded: Mapping[bytes, Node]) -> ClusterDelta | None:
-        """Apply one event, whole.
+        """Apply one event, whole, in one go: :meth:`apply_steps` run to its end."""
+        return run_steps(self.apply_steps(event, decoded))
+
+    def apply_steps(
+        self, event: RawEvent, decoded: Mapping[bytes, Node], chunk: int = COMMIT_CHUNK
+    ) -> Steps[ClusterDelta | None]:
+        """Apply one event, whole, in steps of about ``chunk`` nodes of commit work.
+
+        Only the commit of a backlog takes more than one step. The committed state
+        (:attr:`nodes`, :attr:`phase`) changes in the last step alone, so between
+        steps, and when the generator is closed before its end, it is as before the
+        event; a backlog commit abandoned that way leaves the collected backlog for
+        :meth:`restart` to discard.
 
         Args:
             event: The event, split at the wire level.
@@ -173,7 +208,13 @@ class Cluster:
         # cluster as it was (never the bytes cache ahead of the nodes).
         states = self._states(event, decoded)
         if self._phase is not Phase.LIVE:
-            return self._collect(event, states)
+            # A backlog event may hold thousands of nodes: reading and collecting
+            # them are steps of their own.
+            yield
+            if self._collect(event, states):
+                yield
+                return (yield from self._commit_backlog(chunk))
+            return None
         # A second LAST_BACKLOGGED on a live stream breaks the contract, but its
         # nodes are still valid states: apply them like any other event.
         final: dict[str, tuple[bytes, Node | None] | None] = {
@@ -221,9 +262,8 @@ class Cluster:
             states.append((node_id, data, node))
         return states
 
-    def _collect(
-        self, event: RawEvent, states: list[tuple[str, bytes, Node | None]]
-    ) -> ClusterDelta | None:
+    def _collect(self, event: RawEvent, states: list[tuple[str, bytes, Node | None]]) -> bool:
+        """Add a backlog event to the backlog; return whether it was the last one."""
         backlog = self._backlog
         backlog_changed = self._backlog_changed
         for node_id, data, node in states:
@@ -235,19 +275,26 @@ class Cluster:
         for node_id in event.tombstones:
             backlog.pop(node_id, None)
             backlog_changed.pop(node_id, None)
-        if not event.last_backlogged:
-            return None
-        return self._commit_backlog(backlog)
+        return event.last_backlogged
 
-    def _commit_backlog(self, backlog: dict[str, bytes]) -> ClusterDelta:
-        changed = list(self._backlog_changed)
-        vanished = [node_id for node_id in self._raw if node_id not in backlog]
+    def _commit_backlog(self, chunk: int) -> Steps[ClusterDelta]:
+        backlog = self._backlog
+        backlog_changed = self._backlog_changed
+        changed = list(backlog_changed)
         nodes = self._nodes.mutate()
-        for node_id, node in self._backlog_changed.items():
-            nodes[node_id] = node
-        for node_id in vanished:
-            del nodes[node_id]
-        self._nodes = nodes.finish()
+        for ids in _chunks(changed, chunk):
+            for node_id in ids:
+                nodes[node_id] = backlog_changed[node_id]
+            yield
+        vanished: list[str] = []
+        for ids in _chunks(list(self._raw), chunk):
+            vanished.extend(node_id for node_id in ids if node_id not in backlog)
+            yield
+        for ids in _chunks(vanished, chunk):
+            for node_id in ids:
+                del nodes[node_id]
+            yield
+        self._nodes = yield from nodes.finish_steps(chunk)
         self._raw = backlog
         self._backlog = {}
         self._backlog_changed = {}
@@ -314,6 +361,17 @@ def _message_equals(a: Node, b: Node) -> bool:
     return a == b
 
 
+def _merged_kind(pending: BatchKind | None, new: BatchKind) -> BatchKind:
+    """The kind of a pending batch once changes of kind ``new`` join it.
+
+    A pending INITIAL batch absorbs later changes; a LIVE one becomes a RESYNC when a
+    resync touched it, since it may then hold deletions seen by absence.
+    """
+    if pending is None or (pending is BatchKind.LIVE and new is BatchKind.RESYNC):
+        return new
+    return pending
+
+
 class FollowerView:
     """One follower's view of the cluster and the changes it has yet to see.
 
@@ -348,55 +406,93 @@ class FollowerView:
     def mark(self, delta: ClusterDelta) -> None:
         """Remember the node ids a cluster change touched, for the next batch."""
         self._pending.update(delta.changed)
-        # A pending INITIAL batch absorbs later changes; a LIVE one becomes a RESYNC
-        # when a resync touched it, since it may then hold deletions seen by absence.
-        pending = self._pending_kind
-        if pending is None or (pending is BatchKind.LIVE and delta.kind is BatchKind.RESYNC):
-            self._pending_kind = delta.kind
+        self._pending_kind = _merged_kind(self._pending_kind, delta.kind)
 
     def mark_all(self, ids: Iterable[str]) -> None:
         """Remember ``ids`` as changed; used when a follower joins a synced cluster."""
         self._pending.update(ids)
 
     def take_batch(self, nodes: Mapping[str, Node]) -> NodeBatch | None:
-        """Diff the pending ids against ``nodes`` and update the view.
+        """Diff the pending ids against ``nodes`` in one go: :meth:`take_batch_steps`
+        run to its end."""
+        return run_steps(self.take_batch_steps(nodes))
+
+    def take_batch_steps(
+        self, nodes: Mapping[str, Node], chunk: int = DIFF_CHUNK
+    ) -> Steps[NodeBatch | None]:
+        """Diff the pending ids against ``nodes`` and update the view, in steps of
+        ``chunk`` nodes.
 
         Args:
-            nodes: The committed cluster (:attr:`Cluster.nodes`).
+            nodes: The committed cluster (:attr:`Cluster.nodes`); it must not change
+                while the steps run (a :class:`Cluster` snapshot never does).
+            chunk: Pending ids diffed per step.
 
         Returns:
-            The batch, or None when the pending changes change nothing for this
-            follower. The initial batch is returned even when empty.
+            (As the generator's result.) The batch, or None when the pending
+            changes change nothing for this follower. The initial batch is returned
+            even when empty.
 
-        If ``filter`` or ``equals`` raises, the exception propagates and neither the
-        view nor the pending changes are touched.
+        The pending changes are taken in the first step: changes marked while the
+        steps run wait for the next batch. The view changes in the last step alone.
+        If ``filter`` or ``equals`` raises, or the generator is closed before its
+        end, the view is as it was and the changes taken are pending again (with
+        those marked meanwhile).
         """
         kind = self._pending_kind
         if kind is None:
             return None
+        pending = self._pending
+        self._pending = set()
+        self._pending_kind = None
+        try:
+            batch = yield from self._diff(pending, nodes, kind, chunk)
+        except BaseException:
+            self._restore(pending, kind)
+            raise
+        return batch
+
+    def _restore(self, pending: set[str], kind: BatchKind) -> None:
+        """Make changes taken by an unfinished diff pending again, before those marked since."""
+        pending.update(self._pending)
+        self._pending = pending
+        if self._pending_kind is not None:
+            kind = _merged_kind(kind, self._pending_kind)
+        self._pending_kind = kind
+
+    def _diff(
+        self, pending: set[str], nodes: Mapping[str, Node], kind: BatchKind, chunk: int
+    ) -> Steps[NodeBatch | None]:
+        # Sorting 100,000 ids at once takes some 50 ms: sort runs, one per step,
+        # and merge them as the diff goes.
+        runs: list[list[str]] = []
+        for some in _chunks(list(pending), SORT_RUN):
+            runs.append(sorted(some))
+            yield
+        ids: Iterator[str] = iter(runs[0]) if len(runs) == 1 else heapq.merge(*runs)
         admit = self._filter
         equals = self._equals
         new: list[Node] = []
         updated: list[tuple[Node, Node]] = []
         deleted: list[Node] = []
         view = self._view.mutate()
-        for node_id in sorted(self._pending):
-            node = nodes.get(node_id)
-            previous = view.get(node_id)
-            if node is not None and admit(node):
-                if previous is None:
-                    new.append(node)
-                    view[node_id] = node
-                elif previous is not node and not equals(previous, node):
-                    updated.append((previous, node))
-                    view[node_id] = node
-            elif previous is not None:
-                deleted.append(previous)
-                del view[node_id]
-        result = view.finish()
+        for some in iter(lambda: list(itertools.islice(ids, chunk)), []):
+            yield
+            for node_id in some:
+                node = nodes.get(node_id)
+                previous = view.get(node_id)
+                if node is not None and admit(node):
+                    if previous is None:
+                        new.append(node)
+                        view[node_id] = node
+                    elif previous is not node and not equals(previous, node):
+                        updated.append((previous, node))
+                        view[node_id] = node
+                elif previous is not None:
+                    deleted.append(previous)
+                    del view[node_id]
+        result = yield from view.finish_steps(chunk)
         self._view = result
-        self._pending.clear()
-        self._pending_kind = None
         if kind is not BatchKind.INITIAL and not (new or updated or deleted):
             return None
         return NodeBatch(tuple(new), tuple(updated), tuple(deleted), result, kind)

@@ -20,6 +20,8 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, overload
 
+from .steps import Steps, run_steps
+
 __all__ = ["FrozenMap", "MapBuilder"]
 
 K = TypeVar("K")
@@ -187,6 +189,13 @@ class MapBuilder(Generic[K, V]):
 
     def finish(self) -> FrozenMap[K, V]:
         """The new version. The builder may go on, from that version."""
+        return run_steps(self.finish_steps())
+
+    def finish_steps(self, chunk: int | None = None) -> Steps[FrozenMap[K, V]]:
+        """:meth:`finish` in steps: re-spreading the keys over a deeper or shallower
+        trie (when the map grew or shrank a lot) moves ``chunk`` keys per step (all
+        in one when None). The builder must not be used until the steps end.
+        """
         base = self._base
         if self._root is base._root:
             return base
@@ -199,14 +208,19 @@ class MapBuilder(Generic[K, V]):
         if size > 2 * _capacity(depth) or (depth and size < _capacity(depth - 1) // 2):
             depth = _depth_for(size)
             root = _empty(depth)
-            for leaf in _leaves(self._root, base._depth):
-                for key, value in leaf.items():
+            items = itertools.chain.from_iterable(
+                leaf.items() for leaf in _leaves(self._root, base._depth)
+            )
+            # The old trie is read, never written, so pausing between keys is safe.
+            for some in iter(lambda: list(itertools.islice(items, chunk)), []):
+                for key, value in some:
                     node = root
                     code = hash(key)
                     for _ in range(depth):
                         node = node[code & _LOW]
                         code >>= _BITS
                     node[key] = value
+                yield
         result: FrozenMap[K, V] = FrozenMap.__new__(FrozenMap)
         result._root = root
         result._depth = depth

@@ -48,6 +48,7 @@ from .._stats import Counters, WatchStats
 from .delivery import Delivery, call_follower
 from .receive import decode_in_chunks, receive_event
 from .reconnect import DEFAULT_RETRY, Reconnector
+from .steps import run_in_steps
 
 _WATCH_ENDED = "this watch has ended"
 
@@ -238,12 +239,12 @@ class ClusterWatch:
         self._subscriptions.discard(subscription)
         subscription.delivery.close(reason)
 
-    def _take_batch(self, view: FollowerView) -> NodeBatch | None:
+    async def _take_batch(self, view: FollowerView) -> NodeBatch | None:
         """The view's pending changes as a batch; None until the first sync, or when
-        they change nothing for it."""
+        they change nothing for it. A big diff runs over checkpoints."""
         if not (self._cluster.ever_synced and view.has_pending):
             return None
-        return view.take_batch(self._cluster.nodes)
+        return await run_in_steps(view.take_batch_steps(self._cluster.nodes))
 
     def _publish(self, delta: ClusterDelta) -> None:
         for subscription in self._subscriptions:
@@ -272,7 +273,7 @@ class ClusterWatch:
                     )
                     reconnector.received()
                     decoded = await decode_in_chunks(cluster.to_decode(event))
-                    delta = cluster.apply(event, decoded)
+                    delta = await run_in_steps(cluster.apply_steps(event, decoded))
                     if delta is not None:
                         self._publish(delta)
                         if delta.kind is not BatchKind.LIVE:

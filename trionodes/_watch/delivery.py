@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -34,13 +34,14 @@ class Delivery(Generic[T]):
     Args:
         take: Turns the receiver's pending changes into the item to hand over, or
             returns None when nothing is pending or the changes change nothing for
-            this receiver. It may raise to end the delivery (the one-node watch
-            raises ``StopAsyncIteration`` once its node is deleted).
+            this receiver; it may take its time over checkpoints. It may raise to
+            end the delivery (the one-node watch raises ``StopAsyncIteration`` once
+            its node is deleted).
         counters: The watch's counters; each item handed over counts as a batch
             delivered.
     """
 
-    def __init__(self, take: Callable[[], T | None], counters: Counters) -> None:
+    def __init__(self, take: Callable[[], Awaitable[T | None]], counters: Counters) -> None:
         self._take = take
         self._counters = counters
         self._doorbell = Doorbell()
@@ -75,7 +76,7 @@ class Delivery(Generic[T]):
             if self._closed is not None:
                 reason, cause = self._closed
                 raise WatchClosed(reason) from cause
-            item = self._take()
+            item = await self._take()
             if item is not None:
                 self._counters.batches_delivered += 1
                 return item

@@ -110,7 +110,7 @@ class NodeWatch:
         """
         return await self._delivery.next()
 
-    def _take_state(self) -> Node | None:
+    async def _take_state(self) -> Node | None:
         tracker = self._tracker
         if tracker.deleted:
             raise StopAsyncIteration
