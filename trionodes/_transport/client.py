@@ -48,7 +48,8 @@ class MessageStream:
     """Raw messages of one call: written on the loop side, read on the host side.
 
     The two sides may be on different threads; they share only a deque and a few
-    flags under a lock, and wake each other through the bridge.
+    flags under a lock, and wake each other through the bridge: the host side once
+    per batch of messages, at the end of the loop's turn that brought them.
     """
 
     def __init__(self, bridge: Bridge) -> None:
@@ -102,7 +103,9 @@ class MessageStream:
             if len(self._incoming) >= _QUEUE_LIMIT:
                 space = self._space = self._bridge.loop.create_future()
         if ready is not None:
-            self._bridge.to_host(ready.set)
+            # Woken once the pump has handed over every message already received,
+            # not once per message: each wake of another thread costs a switch.
+            self._bridge.loop.call_soon(self._bridge.to_host, ready.set)
         if space is not None:
             await space
 
