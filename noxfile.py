@@ -67,7 +67,9 @@ _let_pyenv_shims_find_every_python()
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite on each supported Python (extra arguments go to pytest)."""
-    session.install(".[test]")
+    # Editable: the tests import the checkout, and the commands they start as
+    # subprocesses must run the same code, not a copy made at install time.
+    session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
 
