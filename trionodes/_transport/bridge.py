@@ -201,6 +201,9 @@ class ThreadBridge:
         return await future
 
 
+# Rounds of probes in a row that must see nothing move before the loops are idle.
+_QUIET_ROUNDS = 3
+
 # Loop iterations a probe waits through: enough for data that arrived on a socket
 # to reach the code that hands it across.
 _PROBE_ITERATIONS = 3
@@ -224,13 +227,17 @@ async def _probe(bridge: ThreadBridge) -> None:
 async def wait_loops_idle() -> None:
     """Wait until every task of this ``trio.run`` and every loop thread is idle.
 
-    Idle means: all tasks are blocked, and a round of probes through every loop
-    thread saw no call cross either way. What a test needs before asserting that
-    something did, or did not, happen.
+    Idle means: all tasks are blocked, and rounds of probes through every loop
+    thread in a row saw no call cross either way. Several rounds, because data a
+    server's loop has written reaches the client's loop through a socket, which
+    no crossing counts: a round that probed the client's loop before the write
+    lands would see nothing. What a test needs before asserting that something
+    did, or did not, happen.
     """
     import trio.testing  # only tests get here
 
-    while True:
+    quiet = 0
+    while quiet < _QUIET_ROUNDS:
         await trio.testing.wait_all_tasks_blocked()
         bridges = [
             bridge for bridge in _live if bridge._token is trio.lowlevel.current_trio_token()
@@ -239,8 +246,8 @@ async def wait_loops_idle() -> None:
         for bridge in bridges:
             await _probe(bridge)
         await trio.testing.wait_all_tasks_blocked()
-        if sum(bridge.crossings for bridge in bridges) == before:
-            return
+        moved = sum(bridge.crossings for bridge in bridges) != before
+        quiet = 0 if moved else quiet + 1
 
 
 def abort_transports(loop: asyncio.AbstractEventLoop) -> None:
