@@ -13,6 +13,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 
+import anyio
+
+import trionodes
 from trionodes import Node
 from trionodes._core.wire import encode_watch_event
 from trionodes.testing import make_node
@@ -93,3 +96,32 @@ def updates(nodes: int, count: int, first_generation: int = 1) -> Iterator[bytes
 def end_marker(nodes: int) -> bytes:
     """The event that ends a stream of updates: node ``nodes`` (a new node) appears."""
     return encode_watch_event([node_bytes(nodes)])
+
+
+class EndFollower(trionodes.Follower):
+    """A follower that does nothing but notice the end marker of a ``nodes`` cluster.
+
+    Every new state counts as a change for it (``equals`` is false), as for a
+    follower acting on any change; comparing whole messages, the default, would add
+    betterproto2's ``==`` (about 10 µs a node) to each event.
+    """
+
+    def __init__(self, nodes: int) -> None:
+        self.end = anyio.Event()
+        self._end_id = node_id(nodes)
+
+    def equals(self, a: Node, b: Node) -> bool:
+        return False
+
+    def new(self, node: Node) -> None:
+        if node.id == self._end_id:
+            self.end.set()
+
+    def updated(self, prev: Node, node: Node) -> None:
+        pass
+
+    def deleted(self, prev: Node) -> None:
+        pass
+
+    def batch_done(self) -> None:
+        pass

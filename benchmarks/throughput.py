@@ -25,7 +25,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 
 import trionodes
-from trionodes import Node, WatchRequest
+from trionodes import WatchRequest
 from trionodes._proto.metropolis.node.core.curator.proto.api import (
     WatchEvent,
     WatchEventProgress,
@@ -39,38 +39,6 @@ from .server import CuratorProcess
 NODES = 1_000
 BACKENDS = ("trio", "asyncio")
 _WATCH = "/metropolis.node.core.curator.proto.api.Curator/Watch"
-
-
-class _EndFollower(trionodes.Follower):
-    """A follower that does nothing but notice the end marker.
-
-    Every new state counts as a change for it (``equals`` is false), as for a
-    follower acting on any change; comparing whole messages, the default, would add
-    betterproto2's ``==`` (about 10 µs a node) to each event.
-    """
-
-    def __init__(self) -> None:
-        self.end = anyio.Event()
-        self._end_id = cluster.node_id(NODES)
-
-    def filter(self, node: Node) -> bool:
-        return True
-
-    def equals(self, a: Node, b: Node) -> bool:
-        return False
-
-    def new(self, node: Node) -> None:
-        if node.id == self._end_id:
-            self.end.set()
-
-    def updated(self, prev: Node, node: Node) -> None:
-        pass
-
-    def deleted(self, prev: Node) -> None:
-        pass
-
-    def batch_done(self) -> None:
-        pass
 
 
 class _Clock:
@@ -90,7 +58,7 @@ async def trionodes_stream(server: CuratorProcess, events: int) -> tuple[float, 
         trionodes.open_curator("127.0.0.1", server.port) as curator,
         anyio.create_task_group() as tasks,
     ):
-        follower = _EndFollower()
+        follower = cluster.EndFollower(NODES)
         await tasks.start(trionodes.watch_nodes, curator, follower)
         clock = _Clock()
         server.command(f"stream {events}")

@@ -34,7 +34,6 @@ from typing import Any
 import anyio
 
 import trionodes
-from trionodes import Node
 
 from . import cluster, figures, grpcio_client
 from .server import CuratorProcess
@@ -97,41 +96,13 @@ async def baseline_sync(port: int, nodes: int) -> float:
     return spent
 
 
-class _EndFollower(trionodes.Follower):
-    """Does nothing but notice the end marker; any new state counts as a change
-    (like the baseline, it compares nothing)."""
-
-    def __init__(self, nodes: int) -> None:
-        self.end = anyio.Event()
-        self._end_id = cluster.node_id(nodes)
-
-    def filter(self, node: Node) -> bool:
-        return True
-
-    def equals(self, a: Node, b: Node) -> bool:
-        return False
-
-    def new(self, node: Node) -> None:
-        if node.id == self._end_id:
-            self.end.set()
-
-    def updated(self, prev: Node, node: Node) -> None:
-        pass
-
-    def deleted(self, prev: Node) -> None:
-        pass
-
-    def batch_done(self) -> None:
-        pass
-
-
 async def trionodes_stream(server: CuratorProcess, nodes: int, events: int) -> float:
     """Events per second ``watch_nodes`` takes, on the running backend."""
     async with (
         trionodes.open_curator("127.0.0.1", server.port) as curator,
         anyio.create_task_group() as tasks,
     ):
-        follower = _EndFollower(nodes)
+        follower = cluster.EndFollower(nodes)
         await tasks.start(trionodes.watch_nodes, curator, follower)
         started = time.perf_counter()
         server.command(f"stream {events}")
