@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
 
 import trionodes
 from trionodes.testing import FakeCurator, open_fake_curator
+
+# Tests send Ctrl-C to the commands they start. A program started as a background
+# job inherits SIGINT ignored, and so would those commands: catch it here, so that
+# the commands start with it at its default (a caught signal is reset on exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
