@@ -193,16 +193,16 @@ class ThreadBridge:
             try:
                 result = fn(*args)
             except BaseException as exc:
-                self.loop.call_soon_threadsafe(_settle, future, None, exc)
+                self.to_loop(_settle, future, None, exc)
             else:
-                self.loop.call_soon_threadsafe(_settle, future, result, None)
+                self.to_loop(_settle, future, result, None)
 
         self.to_host(on_host)
         return await future
 
 
 # Rounds of probes in a row that must see nothing move before the loops are idle.
-_QUIET_ROUNDS = 3
+_QUIET_ROUNDS = 5
 
 # Loop iterations a probe waits through: enough for data that arrived on a socket
 # to reach the code that hands it across.
